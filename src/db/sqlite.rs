@@ -1,0 +1,170 @@
+//! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
+//! pool, so a slow disk or a busy lock never stalls the async workers.
+
+use super::{AuthorRange, Book, DbError};
+use crate::config::PoolConfig;
+use r2d2::ManageConnection;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, MAIN_DB, OpenFlags, params};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The demo database, built from penny.sql by build.rs.
+static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite"));
+
+/// The index the search needs; `penny init-db` adds it after penny.sql.
+const SEARCH_INDEX: &str = include_str!("sqlite_index.sql");
+
+// The ORDER BY matches the index's columns, so rows come out of the index already sorted.
+const SEARCH: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
+     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
+     ORDER BY lower(author), author, title, isbn";
+const SEARCH_TO_END: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
+     WHERE lower(author) >= ?1 \
+     ORDER BY lower(author), author, title, isbn";
+
+/// A pool of SQLite connections. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteDb {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl SqliteDb {
+    /// The read-only demo database inside the binary: each connection reads the same static
+    /// bytes, so nothing is written to disk and nothing is copied.
+    pub async fn open_bundled(config: &PoolConfig) -> Result<SqliteDb, DbError> {
+        let manager = SqliteConnectionManager::memory()
+            .with_init(|conn| conn.deserialize_bytes(MAIN_DB, BUNDLED));
+        SqliteDb::start(manager, config, "the bundled database".into()).await
+    }
+
+    /// A database file. Unless `create`, the file must exist and hold a books table.
+    pub async fn open_file(
+        path: PathBuf,
+        config: &PoolConfig,
+        create: bool,
+    ) -> Result<SqliteDb, DbError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(flags)
+            .with_init(|conn| conn.busy_timeout(Duration::from_secs(5)));
+        let db = SqliteDb::start(manager, config, describe(&path)).await?;
+        if !create {
+            let path = path.clone();
+            db.run(|conn| {
+                Ok(conn
+                    .prepare("SELECT isbn, author, title FROM books LIMIT 0")
+                    .err())
+            })
+            .await?
+            .map_or(Ok(()), |err| Err(no_books_table(&path, err)))?;
+        }
+        Ok(db)
+    }
+
+    /// Opens one connection first, so a bad file fails now with SQLite's own reason instead of
+    /// after the pool's timeout.
+    async fn start(
+        manager: SqliteConnectionManager,
+        config: &PoolConfig,
+        what: String,
+    ) -> Result<SqliteDb, DbError> {
+        let builder = r2d2::Pool::builder()
+            .max_size(config.size)
+            .min_idle(Some(1))
+            .connection_timeout(config.checkout_timeout);
+        tokio::task::spawn_blocking(move || {
+            manager
+                .connect()
+                .map_err(|err| DbError::Setup(format!("cannot open {what}: {err}")))?;
+            Ok(SqliteDb {
+                pool: builder.build_unchecked(manager),
+            })
+        })
+        .await
+        .map_err(|err| DbError::Query(err.into()))?
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|err| DbError::Unavailable(err.into()))?;
+            f(&mut conn).map_err(classify)
+        })
+        .await
+        .map_err(|err| DbError::Query(err.into()))?
+    }
+
+    pub async fn search_books(&self, range: AuthorRange) -> Result<Vec<Book>, DbError> {
+        self.run(move |conn| match &range.to {
+            Some(to) => conn
+                .prepare_cached(SEARCH)?
+                .query_map(params![range.from, to], book)?
+                .collect(),
+            None => conn
+                .prepare_cached(SEARCH_TO_END)?
+                .query_map(params![range.from], book)?
+                .collect(),
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    pub async fn load_schema(&self, script: String) -> Result<(), DbError> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute_batch(&script)?;
+            tx.execute_batch(SEARCH_INDEX)?;
+            tx.commit()
+        })
+        .await
+    }
+}
+
+fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
+    Ok(Book {
+        isbn: row.get(0)?,
+        author: row.get(1)?,
+        title: row.get(2)?,
+    })
+}
+
+fn describe(path: &Path) -> String {
+    format!("SQLite database {}", path.display())
+}
+
+fn no_books_table(path: &Path, err: rusqlite::Error) -> DbError {
+    let reason = err.to_string();
+    if reason.contains("no such table") {
+        DbError::Setup(format!(
+            "{} has no books table; run `penny init-db` to create it",
+            describe(path)
+        ))
+    } else {
+        DbError::Setup(format!("cannot read {}: {reason}", describe(path)))
+    }
+}
+
+/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable".
+fn classify(err: rusqlite::Error) -> DbError {
+    use rusqlite::ErrorCode::*;
+    match err.sqlite_error_code() {
+        Some(
+            DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull | NotADatabase
+            | DatabaseCorrupt,
+        ) => DbError::Unavailable(err.into()),
+        _ => DbError::Query(err.into()),
+    }
+}

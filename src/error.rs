@@ -1,0 +1,61 @@
+//! `AppError`: everything a handler can fail with, and the status each one gets. The top of the
+//! service turns an error into a page or a JSON body; causes go to the log, never to a visitor.
+
+use crate::db::DbError;
+use crate::input::InputError;
+use hyper::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    BadInput(#[from] InputError),
+    #[error("Please type an author name.")]
+    NoAuthor,
+    #[error("There is no page at this address.")]
+    NotFound,
+    #[error("This address only answers GET and HEAD requests.")]
+    MethodNotAllowed,
+    #[error("database error")]
+    Database(#[from] DbError),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadInput(_) | AppError::NoAuthor => StatusCode::BAD_REQUEST,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Database(DbError::Query(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A heading and a sentence for the visitor. For a 5xx these are generic on purpose.
+    pub fn explain(&self) -> (&'static str, String) {
+        match self {
+            AppError::BadInput(_) | AppError::NoAuthor => ("Bad request", self.to_string()),
+            AppError::NotFound => ("Page not found", self.to_string()),
+            AppError::MethodNotAllowed => ("Method not allowed", self.to_string()),
+            AppError::Database(DbError::Query(_)) => (
+                "Something went wrong",
+                "Penny could not answer this request. Please try again later.".into(),
+            ),
+            AppError::Database(_) => (
+                "Service unavailable",
+                "Penny cannot reach its database right now. Please try again in a moment.".into(),
+            ),
+        }
+    }
+
+    /// The whole cause chain on one line, for the log.
+    pub fn cause_chain(&self) -> String {
+        let mut line = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            line.push_str(": ");
+            line.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        line
+    }
+}

@@ -1,0 +1,20 @@
+//! Penny: a book-search web app in one small binary, on PostgreSQL or SQLite.
+//!
+//! Layout:
+//! - `config`: settings from the environment; DATABASE_URL parsed once into a typed value.
+//! - `server`: the accept loop, per-request logging and graceful shutdown.
+//! - `routes`: one match from path to handler; errors become pages here.
+//! - `views`: the maud templates, pure functions of plain data.
+//! - `input`: query strings, the author and the cookie, checked and decoded.
+//! - `assets`: the embedded files under /static/.
+//! - `error`: `AppError` and the status each error gets.
+//! - `db`: `Db`, one arm per backend, with one method per query.
+
+pub mod assets;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod input;
+pub mod routes;
+pub mod server;
+pub mod views;

@@ -1,0 +1,154 @@
+//! The `penny` command: parse the command line, then serve, search or load the schema.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use penny::config::Config;
+use penny::db::Db;
+use penny::routes::App;
+use penny::server::{self, ServerOptions};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Penny: find books by author. Reads DATABASE_URL (unset: the bundled demo), PORT and RUST_LOG.
+#[derive(Parser)]
+#[command(name = "penny", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app (what `penny` alone does).
+    Serve(ServeArgs),
+    /// Print the books whose author starts with AUTHOR, as the search page would list them.
+    Books {
+        /// The start of the author's name; case is ignored.
+        author: String,
+    },
+    /// Load penny.sql into the database DATABASE_URL names, creating a SQLite file if needed.
+    InitDb {
+        /// Drop the books table first and reload it as penny.sql has it. Without this, only
+        /// what is missing is created and no data is lost.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8000]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can start on any supported OS");
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Books { author }) => books(&author).await,
+            Some(Command::InitDb { reset }) => init_db(reset).await,
+        }
+    });
+    // Blocking-pool threads idle in r2d2 must not hold the exit up.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("penny: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(log_writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+
+    let db = Db::open(&config.database, &config.pool).await?;
+    let bind = args.bind.unwrap_or(config.bind);
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener
+        .local_addr()
+        .context("the listener has an address")?;
+    println!(
+        "Penny is serving {} on http://{addr}",
+        config.database.describe()
+    );
+    if addr.ip().is_unspecified() {
+        println!(
+            "(every interface: from this machine, open http://localhost:{})",
+            addr.port()
+        );
+    }
+
+    let app = Arc::new(App { db });
+    server::serve(listener, app, ServerOptions::default(), shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on the first SIGTERM (what Heroku and Docker send) or SIGINT (Ctrl-C). Later
+/// signals are caught too, so a second SIGTERM cannot cut the drain short.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed at start-up");
+    let mut interrupt =
+        signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed at start-up");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn books(author: &str) -> anyhow::Result<()> {
+    let author = author.trim();
+    anyhow::ensure!(
+        !author.is_empty(),
+        "please give the start of an author's name"
+    );
+    anyhow::ensure!(
+        author.chars().count() <= penny::input::MAX_AUTHOR_CHARS,
+        "an author name can be at most {} characters long",
+        penny::input::MAX_AUTHOR_CHARS
+    );
+    let config = Config::from_env()?;
+    let db = Db::open(&config.database, &config.pool).await?;
+    let books = db.search_books(author).await?;
+    if books.is_empty() {
+        println!("(None)");
+    }
+    for book in books {
+        println!("{}\t{}\t{}", book.isbn, book.author, book.title);
+    }
+    Ok(())
+}
+
+async fn init_db(reset: bool) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let db = Db::open_for_schema(&config.database, &config.pool).await?;
+    db.load_schema(reset).await?;
+    let what = if reset { "reloaded" } else { "is ready in" };
+    println!("penny.sql {what} {}", config.database.describe());
+    Ok(())
+}

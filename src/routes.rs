@@ -1,0 +1,248 @@
+//! One match from path to page, one handler per page. Handlers return `Result`; `handle` turns
+//! errors into pages (or JSON under /api/) and adds the security headers, so it cannot fail.
+
+use crate::assets;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::input;
+use crate::views::{self, Greeting};
+use bytes::Bytes;
+use chrono::{Local, Timelike};
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use maud::Markup;
+
+/// The response body type: every body is complete before it is sent.
+pub type Body = Full<Bytes>;
+
+/// What every handler can reach. Shared by all connections behind an `Arc`.
+pub struct App {
+    pub db: Db,
+}
+
+enum Route<'a> {
+    Home,
+    SearchForm,
+    SearchResults,
+    ApiBooks,
+    Health,
+    Favicon,
+    Static(&'a str),
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    Some(match path {
+        "/" | "/index" => Route::Home,
+        "/searchform" => Route::SearchForm,
+        "/searchresults" => Route::SearchResults,
+        "/api/books" => Route::ApiBooks,
+        "/healthz" => Route::Health,
+        "/favicon.ico" => Route::Favicon,
+        _ => Route::Static(path.strip_prefix("/static/")?),
+    })
+}
+
+/// Answers one request. Never fails: errors become pages.
+pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let path = req.uri().path();
+    let api = path.starts_with("/api/");
+    let mut response = match dispatch(app, req).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::error!(path, error = err.cause_chain(), "request failed");
+            }
+            if api {
+                json_error(&err)
+            } else {
+                error_page(&err)
+            }
+        }
+    };
+    add_security_headers(response.headers_mut());
+    response
+}
+
+async fn dispatch<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
+    let route = route(req.uri().path()).ok_or(AppError::NotFound)?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(AppError::MethodNotAllowed);
+    }
+    match route {
+        Route::Home => Ok(home()),
+        Route::SearchForm => Ok(search_form(req)),
+        Route::SearchResults => search_results(app, req).await,
+        Route::ApiBooks => api_books(app, req).await,
+        Route::Health => Ok(healthz(app).await),
+        Route::Favicon => static_file("favicon.ico", req),
+        Route::Static(name) => static_file(name, req),
+    }
+}
+
+fn home() -> Response<Body> {
+    let now = Local::now();
+    html(
+        StatusCode::OK,
+        views::home(Greeting::at_hour(now.hour()), &format_time(now)),
+    )
+}
+
+fn search_form<B>(req: &Request<B>) -> Response<Body> {
+    let prev_author = input::prev_author(req.headers());
+    html(
+        StatusCode::OK,
+        views::search_form(prev_author.as_deref(), None, &now()),
+    )
+}
+
+async fn search_results<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
+    let Some(author) = input::author(req.uri().query())? else {
+        let prev_author = input::prev_author(req.headers());
+        let notice = AppError::NoAuthor;
+        let page = views::search_form(prev_author.as_deref(), Some(&notice.to_string()), &now());
+        return Ok(html(notice.status(), page));
+    };
+    let books = app.db.search_books(&author).await?;
+    let mut response = html(
+        StatusCode::OK,
+        views::search_results(&author, &books, &now()),
+    );
+    let cookie = input::prev_author_cookie(&author, came_over_https(req.headers()));
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
+    let author = input::author(req.uri().query())?.ok_or(AppError::NoAuthor)?;
+    let books = app.db.search_books(&author).await?;
+    let body = serde_json::to_vec(&books).expect("books serialize to JSON");
+    Ok(json(StatusCode::OK, body))
+}
+
+async fn healthz(app: &App) -> Response<Body> {
+    let (status, body) = match app.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(err) => {
+            tracing::warn!(
+                error = AppError::from(err).cause_chain(),
+                "health check failed"
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn static_file<B>(name: &str, req: &Request<B>) -> Result<Response<Body>, AppError> {
+    let asset = assets::get(name).ok_or(AppError::NotFound)?;
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tags| assets::matches_etag(tags, &asset.etag));
+    let mut response = if fresh {
+        let mut response = Response::new(Body::default());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(Body::from(Bytes::from_static(asset.body)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, asset.content_type.clone());
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, asset.etag.clone());
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(response)
+}
+
+fn error_page(err: &AppError) -> Response<Body> {
+    let (heading, message) = err.explain();
+    let mut response = html(err.status(), views::error_page(heading, &message, &now()));
+    if matches!(err, AppError::MethodNotAllowed) {
+        response.headers_mut().insert(header::ALLOW, ALLOW);
+    }
+    response
+}
+
+fn json_error(err: &AppError) -> Response<Body> {
+    let (_, message) = err.explain();
+    let body = serde_json::to_vec(&serde_json::json!({ "error": message }))
+        .expect("a string map serializes to JSON");
+    let mut response = json(err.status(), body);
+    if matches!(err, AppError::MethodNotAllowed) {
+        response.headers_mut().insert(header::ALLOW, ALLOW);
+    }
+    response
+}
+
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
+
+fn html(status: StatusCode, markup: Markup) -> Response<Body> {
+    respond(
+        status,
+        "text/html; charset=utf-8",
+        markup.into_string().into_bytes(),
+    )
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    respond(status, "application/json", body)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Heroku's router ends TLS and says so in X-Forwarded-Proto.
+fn came_over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|proto| proto.to_str().ok())
+        .and_then(|proto| proto.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn add_security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+fn now() -> String {
+    format_time(Local::now())
+}
+
+fn format_time(time: chrono::DateTime<Local>) -> String {
+    time.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string()
+}

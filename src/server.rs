@@ -1,0 +1,100 @@
+//! The HTTP server: an accept loop that hands each connection to hyper, logs one line per
+//! request, and on shutdown stops accepting, lets in-flight requests finish and closes idle
+//! keep-alive connections.
+
+use crate::routes::{self, App};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Limits that protect the server from slow or greedy clients.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// A client must send a request's headers within this time or be dropped.
+    pub header_timeout: Duration,
+    /// The largest request head (request line and headers) accepted; larger gets a 431.
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(9),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains connections. Returns once
+/// every connection has closed or the grace period is over.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout)
+        .max_header_size(options.max_header_bytes)
+        .max_buf_size(options.max_header_bytes.max(8192) * 2);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Usually out of file descriptors: wait a little instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move {
+                let started = Instant::now();
+                let response = routes::handle(&app, &req).await;
+                tracing::info!(
+                    method = %req.method(),
+                    path = req.uri().path(),
+                    status = response.status().as_u16(),
+                    micros = started.elapsed().as_micros() as u64,
+                    request_id = req.headers().get("x-request-id").and_then(|id| id.to_str().ok()),
+                    "request"
+                );
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: finishing requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over; closing the remaining connections");
+        }
+    }
+}
