@@ -43,6 +43,11 @@ pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, In
 }
 
 fn decode_component(raw: &str) -> Result<String, InputError> {
+    percent_decode_strict(&raw.replace('+', " "))
+}
+
+/// Percent-decodes `raw`, refusing malformed escapes, invalid UTF-8 and NUL.
+fn percent_decode_strict(raw: &str) -> Result<String, InputError> {
     let bytes = raw.as_bytes();
     for (i, _) in raw.match_indices('%') {
         let escape = bytes.get(i + 1..i + 3).ok_or(InputError::MalformedEscape)?;
@@ -50,8 +55,7 @@ fn decode_component(raw: &str) -> Result<String, InputError> {
             return Err(InputError::MalformedEscape);
         }
     }
-    let spaced = raw.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced)
+    let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| InputError::InvalidUtf8)?;
     if decoded.contains('\0') {
@@ -79,10 +83,10 @@ pub fn prev_author(headers: &HeaderMap) -> Option<String> {
         .get_all(COOKIE)
         .iter()
         .filter_map(|header| header.to_str().ok())
-        .flat_map(Cookie::split_parse_encoded)
+        .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
         .find(|cookie| cookie.name() == PREV_AUTHOR)
-        .map(|cookie| cookie.value().to_owned())
+        .and_then(|cookie| percent_decode_strict(cookie.value()).ok())
         .filter(|value| {
             let trimmed = value.trim();
             !trimmed.is_empty()
@@ -202,6 +206,8 @@ mod tests {
     #[test]
     fn malformed_or_implausible_cookies_are_ignored() {
         assert_eq!(prev_author(&headers("prev_author=%FF")), None);
+        assert_eq!(prev_author(&headers("prev_author=%")), None);
+        assert_eq!(prev_author(&headers("prev_author=%zz")), None);
         assert_eq!(prev_author(&headers("prev_author=a%00")), None);
         assert_eq!(prev_author(&headers("prev_author=")), None);
         assert_eq!(prev_author(&headers("prev_author=%20x")), None);

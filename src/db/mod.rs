@@ -115,7 +115,22 @@ impl Db {
         }
     }
 
-    /// Asks the database a trivial question, for /healthz.
+    /// Adds `books` in one transaction; an ISBN already present is left as it is.
+    pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.add_books(books).await,
+        }
+    }
+
+    /// The database's plan for a search, one line per step, to show which index it uses.
+    pub async fn explain_search(&self, prefix: &str) -> Result<Vec<String>, DbError> {
+        let range = AuthorRange::starting_with(prefix);
+        match self {
+            Db::Sqlite(db) => db.explain_search(range).await,
+        }
+    }
+
+    /// Asks the database a trivial question about the books table, for /healthz.
     pub async fn ping(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite(db) => db.ping().await,

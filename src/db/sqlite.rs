@@ -117,9 +117,40 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn explain_search(&self, range: AuthorRange) -> Result<Vec<String>, DbError> {
+        self.run(move |conn| {
+            let sql = format!("EXPLAIN QUERY PLAN {SEARCH}");
+            let to = range.to.unwrap_or_default();
+            conn.prepare(&sql)?
+                .query_map(params![range.from, to], |row| row.get(3))?
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO books (isbn, author, title) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT DO NOTHING",
+                )?;
+                for book in &books {
+                    insert.execute(params![book.isbn, book.author, book.title])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+        self.run(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM books LIMIT 1)")?
+                .query_row([], |_| Ok(()))
+        })
+        .await
     }
 
     pub async fn load_schema(&self, script: String) -> Result<(), DbError> {

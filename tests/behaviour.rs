@@ -1,0 +1,590 @@
+//! What a visitor sees, written once and run against every backend: each test below runs on
+//! the bundled demo and on a fresh SQLite file (tests that add books skip the read-only demo).
+
+mod common;
+
+use common::{Backend, TestApp};
+use hyper::StatusCode;
+
+/// Runs each listed test against each backend, as `backend::test_name`.
+macro_rules! suite {
+    (read_only: [$($read:ident),* $(,)?], writable: [$($write:ident),* $(,)?]) => {
+        mod bundled {
+            $(#[tokio::test] async fn $read() { super::$read(super::Backend::Bundled).await })*
+        }
+        mod sqlite_file {
+            $(#[tokio::test] async fn $read() { super::$read(super::Backend::SqliteFile).await })*
+            $(#[tokio::test] async fn $write() { super::$write(super::Backend::SqliteFile).await })*
+        }
+    };
+}
+
+suite! {
+    read_only: [
+        home_page_greets_and_links_to_the_search_form,
+        search_form_has_a_labelled_field_and_no_previous_search,
+        search_finds_books_by_author_prefix_ignoring_case_and_spaces,
+        search_with_no_match_says_none,
+        search_remembers_the_author_in_a_cookie,
+        cookie_is_secure_when_the_visitor_came_over_https,
+        cookie_round_trips_any_text_to_the_form,
+        script_in_author_and_cookie_is_escaped,
+        blank_or_missing_author_shows_the_form_with_a_message,
+        author_over_a_hundred_characters_is_a_400_page,
+        undecodable_queries_are_400_pages,
+        malformed_cookies_are_ignored,
+        json_api_returns_the_same_search,
+        json_api_refuses_a_blank_author_with_a_json_error,
+        healthz_answers_ok,
+        static_assets_have_type_etag_and_cache_control,
+        static_assets_answer_304_when_unchanged,
+        static_paths_cannot_escape_the_assets,
+        unknown_paths_get_a_404_page_in_the_layout,
+        other_methods_get_405_with_allow,
+        head_works_wherever_get_does_without_a_body,
+        every_response_has_the_security_headers,
+        oversized_headers_are_refused,
+    ],
+    writable: [
+        search_treats_percent_underscore_and_backslash_as_literals,
+        search_orders_by_author_then_title_then_isbn,
+        search_ignores_case_of_ascii_letters_only,
+    ]
+}
+
+async fn home_page_greets_and_links_to_the_search_form(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in ["/", "/index"] {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+        assert!(
+            page.body.contains("<title>Penny.com</title>"),
+            "{}",
+            page.body
+        );
+        let text = page.text();
+        assert!(
+            text.contains("Good morning and welcome to Penny.com")
+                || text.contains("Good afternoon and welcome to Penny.com"),
+            "{text}"
+        );
+        assert!(
+            page.body
+                .contains(r#"href="/searchform">Click here to begin.</a>"#)
+        );
+        assert!(text.contains("Today is "), "{text}");
+        assert!(
+            page.body
+                .contains(r#"<link rel="stylesheet" href="/static/penny.css">"#)
+        );
+    }
+}
+
+async fn search_form_has_a_labelled_field_and_no_previous_search(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app.get("/searchform").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<form class="search" action="/searchresults" method="get">"#)
+    );
+    assert!(page.body.contains(r#"<label for="author">"#));
+    assert!(
+        page.body
+            .contains(r#"id="author" type="text" name="author""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"<button type="submit">"#));
+    let text = page.text();
+    assert!(text.contains("Author Search"), "{text}");
+    assert!(text.contains("Previous author search: (None)"), "{text}");
+}
+
+async fn search_finds_books_by_author_prefix_ignoring_case_and_spaces(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let kernighan = vec![
+        vec![
+            "234".to_string(),
+            "Kernighan".into(),
+            "The C Programming Language".into(),
+        ],
+        vec![
+            "123".to_string(),
+            "Kernighan".into(),
+            "The Practice of Programming".into(),
+        ],
+    ];
+    for query in ["ker", "KER", "Kernighan", "+%20kEr%09+"] {
+        let page = app.get(&format!("/searchresults?author={query}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{query}");
+        assert_eq!(page.table_rows(), kernighan, "{query}");
+        let text = page.text();
+        assert!(text.contains("Author Search Results"), "{text}");
+        assert!(text.contains("ISBN Author Title"), "{text}");
+        assert!(
+            page.body
+                .contains(r#"<a href="/searchform">Click here to do another author search.</a>"#)
+        );
+    }
+    let page = app.get("/searchresults?author=+ker+").await;
+    assert!(page.text().contains("Books by ker:"), "{}", page.text());
+    let page = app.get("/searchresults?author=s").await;
+    assert_eq!(
+        page.table_rows(),
+        vec![vec!["345", "Sedgewick", "Algorithms in C"]]
+    );
+}
+
+async fn search_with_no_match_says_none(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app.get("/searchresults?author=Knuth").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text().contains("Books by Knuth: (None)"),
+        "{}",
+        page.text()
+    );
+    assert!(page.table_rows().is_empty());
+}
+
+async fn search_remembers_the_author_in_a_cookie(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app.get("/searchresults?author=+Ker+").await;
+    assert_eq!(
+        page.header("set-cookie"),
+        "prev_author=Ker; HttpOnly; SameSite=Lax; Path=/"
+    );
+    let form = app
+        .get_with("/searchform", &[("cookie", "prev_author=Ker")])
+        .await;
+    assert!(
+        form.text().contains("Previous author search: Ker"),
+        "{}",
+        form.text()
+    );
+}
+
+async fn cookie_is_secure_when_the_visitor_came_over_https(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app
+        .get_with(
+            "/searchresults?author=ker",
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    assert!(
+        page.header("set-cookie").contains("; Secure"),
+        "{:?}",
+        page.headers
+    );
+    let page = app
+        .get_with(
+            "/searchresults?author=ker",
+            &[("x-forwarded-proto", "http")],
+        )
+        .await;
+    assert!(
+        !page.header("set-cookie").contains("Secure"),
+        "{:?}",
+        page.headers
+    );
+}
+
+async fn cookie_round_trips_any_text_to_the_form(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for (query, shown) in [
+        ("Bront%C3%AB%3B%2C%22%3D", "Brontë;,&quot;="),
+        ("%E6%97%A5%E6%9C%AC+%E2%9C%93", "日本 ✓"),
+        ("100%25+%5C_", "100% \\_"),
+    ] {
+        let page = app.get(&format!("/searchresults?author={query}")).await;
+        let cookie = page
+            .header("set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(cookie.is_ascii(), "{cookie}");
+        let form = app.get_with("/searchform", &[("cookie", &cookie)]).await;
+        assert!(
+            form.body
+                .contains(&format!("Previous author search: {shown}")),
+            "{cookie} gave {}",
+            form.text()
+        );
+    }
+}
+
+async fn script_in_author_and_cookie_is_escaped(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app
+        .get("/searchresults?author=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Books by &lt;script&gt;alert(1)&lt;/script&gt;:")
+    );
+    let cookie = page
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let form = app.get_with("/searchform", &[("cookie", &cookie)]).await;
+    assert!(!form.body.contains("<script>"), "{}", form.body);
+    assert!(form.body.contains("Previous author search: &lt;script&gt;"));
+}
+
+async fn blank_or_missing_author_shows_the_form_with_a_message(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in [
+        "/searchresults",
+        "/searchresults?author=",
+        "/searchresults?author=+%20+",
+    ] {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
+        let text = page.text();
+        assert!(text.contains("Author Search"), "{text}");
+        assert!(text.contains("Please type an author name."), "{text}");
+        assert!(page.body.contains(r#"<label for="author">"#));
+        assert!(page.headers.get("set-cookie").is_none());
+    }
+    // Only Penny's own words are shown, whatever else the URL carries.
+    let page = app.get("/searchresults?author=&message=Hacked").await;
+    assert!(!page.body.contains("Hacked"));
+}
+
+async fn author_over_a_hundred_characters_is_a_400_page(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app
+        .get(&format!("/searchresults?author={}", "k".repeat(101)))
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.text().contains("at most 100 characters"),
+        "{}",
+        page.text()
+    );
+    assert!(page.body.contains("<title>"));
+    let page = app
+        .get(&format!("/searchresults?author={}", "k".repeat(100)))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+async fn undecodable_queries_are_400_pages(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for (query, reason) in [
+        ("author=%FF%FE", "not valid UTF-8"),
+        ("author=ker%00", "NUL"),
+        ("author=ker%2", "malformed percent escape"),
+        ("author=%zzker", "malformed percent escape"),
+    ] {
+        for path in ["/searchresults", "/api/books"] {
+            let page = app.get(&format!("{path}?{query}")).await;
+            assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}?{query}");
+            assert!(page.body.contains(reason), "{path}?{query}: {}", page.body);
+        }
+    }
+}
+
+async fn malformed_cookies_are_ignored(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for cookie in [
+        "prev_author=%FF",
+        "prev_author=%",
+        "prev_author",
+        "=;;=",
+        "prev_author=a%00",
+    ] {
+        let form = app.get_with("/searchform", &[("cookie", cookie)]).await;
+        assert_eq!(form.status, StatusCode::OK, "{cookie}");
+        assert!(
+            form.text().contains("Previous author search: (None)"),
+            "{cookie}"
+        );
+    }
+}
+
+async fn json_api_returns_the_same_search(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app.get("/api/books?author=KER").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.header("content-type"), "application/json");
+    let books: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(
+        books,
+        serde_json::json!([
+            {"isbn": "234", "author": "Kernighan", "title": "The C Programming Language"},
+            {"isbn": "123", "author": "Kernighan", "title": "The Practice of Programming"},
+        ])
+    );
+    assert_eq!(app.get("/api/books?author=zz").await.body, "[]");
+}
+
+async fn json_api_refuses_a_blank_author_with_a_json_error(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in ["/api/books", "/api/books?author=+"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST);
+        assert_eq!(response.header("content-type"), "application/json");
+        let error: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(
+            error,
+            serde_json::json!({"error": "Please type an author name."})
+        );
+    }
+    let response = app
+        .get(&format!("/api/books?author={}", "a".repeat(101)))
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert!(
+        response.body.starts_with(r#"{"error":"#),
+        "{}",
+        response.body
+    );
+}
+
+async fn healthz_answers_ok(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body, "ok\n");
+}
+
+async fn static_assets_have_type_etag_and_cache_control(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for (path, content_type) in [
+        ("/static/penny.css", "text/css; charset=utf-8"),
+        ("/static/favicon.svg", "image/svg+xml; charset=utf-8"),
+        ("/static/favicon.ico", "image/x-icon"),
+        ("/favicon.ico", "image/x-icon"),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        assert_eq!(response.header("content-type"), content_type, "{path}");
+        assert!(response.header("etag").starts_with('"'), "{path}");
+        assert!(
+            response.header("cache-control").contains("max-age="),
+            "{path}"
+        );
+        assert!(!response.bytes.is_empty(), "{path}");
+    }
+    let ico = app.get("/favicon.ico").await;
+    assert!(ico.bytes.starts_with(&[0, 0, 1, 0]), "a real .ico file");
+    let css = app.get("/static/penny.css").await;
+    assert!(
+        css.body.contains("font-family"),
+        "the stylesheet is the real one"
+    );
+    assert!(
+        !css.body.contains("http://") && !css.body.contains("https://"),
+        "nothing external"
+    );
+}
+
+async fn static_assets_answer_304_when_unchanged(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let first = app.get("/static/penny.css").await;
+    let etag = first.header("etag").to_string();
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+    ] {
+        let again = app
+            .get_with("/static/penny.css", &[("if-none-match", &tag)])
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{tag}");
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag"), etag);
+    }
+    let changed = app
+        .get_with("/static/penny.css", &[("if-none-match", "\"stale\"")])
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+}
+
+async fn static_paths_cannot_escape_the_assets(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in [
+        "/static/../Cargo.toml",
+        "/static/%2e%2e/Cargo.toml",
+        "/static/",
+        "/static/nope.css",
+        "/static//etc/passwd",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!response.body.contains("[package]"));
+    }
+}
+
+async fn unknown_paths_get_a_404_page_in_the_layout(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app.get("/nope?author=ker").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    assert!(page.text().contains("Page not found"), "{}", page.text());
+    assert!(
+        page.body
+            .contains(r#"<a class="brand" href="/">Penny.com</a>"#)
+    );
+    let response = app.get("/api/nope").await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert_eq!(response.header("content-type"), "application/json");
+}
+
+async fn other_methods_get_405_with_allow(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        for path in [
+            "/",
+            "/searchresults?author=ker",
+            "/api/books?author=ker",
+            "/static/penny.css",
+        ] {
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let response = app.send(request).await;
+            assert_eq!(
+                response.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(response.header("allow"), "GET, HEAD", "{method} {path}");
+        }
+    }
+}
+
+async fn head_works_wherever_get_does_without_a_body(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in [
+        "/",
+        "/searchform",
+        "/searchresults?author=ker",
+        "/api/books?author=k",
+        "/healthz",
+        "/static/penny.css",
+    ] {
+        let get = app.get(path).await;
+        let raw = app
+            .raw(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .expect("a complete response head");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{path}: {head}");
+        assert!(body.is_empty(), "{path}: HEAD sent a body: {body:?}");
+        let length = get.header("content-length");
+        assert!(
+            head.contains(&format!("content-length: {length}")),
+            "{path}: {head}"
+        );
+    }
+}
+
+async fn every_response_has_the_security_headers(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let ico = app.get("/favicon.ico").await;
+    assert!(ico.bytes.starts_with(&[0, 0, 1, 0]), "a real .ico file");
+    let css = app.get("/static/penny.css").await;
+    let etag = css.header("etag").to_string();
+    let responses = [
+        app.get("/").await,
+        app.get("/searchresults?author=ker").await,
+        app.get("/searchresults").await,
+        app.get("/api/books?author=ker").await,
+        app.get("/healthz").await,
+        css,
+        app.get_with("/static/penny.css", &[("if-none-match", &etag)])
+            .await,
+        app.get("/nope").await,
+        app.get("/searchresults?author=%FF").await,
+    ];
+    for response in responses {
+        let csp = response.header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(response.header("x-content-type-options"), "nosniff");
+        assert_eq!(response.header("x-frame-options"), "DENY");
+        assert!(!response.header("referrer-policy").is_empty());
+    }
+}
+
+async fn oversized_headers_are_refused(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let huge = "a".repeat(64 * 1024);
+    let raw = app
+        .raw(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n").as_bytes())
+        .await;
+    assert!(
+        raw.starts_with("HTTP/1.1 431"),
+        "{}",
+        &raw[..raw.len().min(200)]
+    );
+    // The server goes on serving everyone else.
+    assert_eq!(app.get("/").await.status, StatusCode::OK);
+}
+
+async fn search_treats_percent_underscore_and_backslash_as_literals(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.add_books(&[
+        ("900", "%Percent", "Wildcard One"),
+        ("901", "_Under", "Wildcard Two"),
+        ("902", "\\Slash", "Wildcard Three"),
+        ("903", "K_nuth", "Wildcard Four"),
+    ])
+    .await;
+    let isbns = |page: common::TestResponse| -> Vec<String> {
+        page.table_rows()
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect()
+    };
+    assert_eq!(isbns(app.get("/searchresults?author=%25").await), ["900"]);
+    assert_eq!(isbns(app.get("/searchresults?author=_").await), ["901"]);
+    assert_eq!(isbns(app.get("/searchresults?author=%5C").await), ["902"]);
+    assert_eq!(isbns(app.get("/searchresults?author=k_").await), ["903"]);
+    assert!(isbns(app.get("/searchresults?author=%25ker").await).is_empty());
+    assert!(isbns(app.get("/searchresults?author=k%25").await).is_empty());
+}
+
+async fn search_orders_by_author_then_title_then_isbn(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.add_books(&[
+        ("999", "Kay", "B Title"),
+        ("998", "Kay", "B Title"),
+        ("997", "Kay", "A Title"),
+        ("996", "kay", "A Title"),
+        ("995", "Kaye", "A Title"),
+    ])
+    .await;
+    let response = app.get("/api/books?author=ka").await;
+    let books: Vec<serde_json::Value> = serde_json::from_str(&response.body).unwrap();
+    let isbns: Vec<&str> = books
+        .iter()
+        .map(|book| book["isbn"].as_str().unwrap())
+        .collect();
+    assert_eq!(isbns, ["997", "998", "999", "996", "995"]);
+}
+
+async fn search_ignores_case_of_ascii_letters_only(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.add_books(&[("800", "Émile Zola", "Germinal"), ("801", "émile", "Other")])
+        .await;
+    let response = app.get("/api/books?author=%C3%89MILE").await;
+    let books: Vec<serde_json::Value> = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(books.len(), 1, "{books:?}");
+    assert_eq!(books[0]["isbn"], "800");
+    let response = app.get("/api/books?author=%C3%89mile+z").await;
+    assert!(response.body.contains("Germinal"), "{}", response.body);
+}

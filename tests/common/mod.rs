@@ -1,0 +1,230 @@
+//! The test harness: Penny's real server on 127.0.0.1:0 over a real database, and a small HTTP
+//! client. Each backend gets a fresh database per test.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::HeaderMap;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use penny::config::{DatabaseUrl, PoolConfig};
+use penny::db::{Book, Db};
+use penny::routes::App;
+use penny::server::{self, ServerOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where a test's books live.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// The read-only demo database inside the binary.
+    Bundled,
+    /// A fresh SQLite file, loaded by `penny init-db`'s code path.
+    SqliteFile,
+}
+
+/// A database made for one test, kept alive (and its files) as long as the value lives.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    pub db: Db,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Bundled => TestDb {
+                url: DatabaseUrl::Bundled,
+                db: Db::open(&DatabaseUrl::Bundled, &PoolConfig::default())
+                    .await
+                    .expect("the bundled database opens"),
+                _dir: None,
+            },
+            Backend::SqliteFile => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let url = DatabaseUrl::Sqlite(dir.path().join("penny.sqlite"));
+                let schema = Db::open_for_schema(&url, &PoolConfig::default())
+                    .await
+                    .unwrap();
+                schema.load_schema(false).await.expect("penny.sql loads");
+                let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+                TestDb {
+                    url,
+                    db,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// The SQLite file behind this database, if it is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Penny serving a test database on 127.0.0.1:0.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        TestApp::serve(TestDb::create(backend).await, ServerOptions::default()).await
+    }
+
+    pub async fn serve(db: TestDb, options: ServerOptions) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Arc::new(App { db: db.db.clone() });
+        let (shutdown, stop) = oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, app, options, async {
+            let _ = stop.await;
+        }));
+        TestApp {
+            addr,
+            db,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// Adds books to this test's database.
+    pub async fn add_books(&self, books: &[(&str, &str, &str)]) {
+        let books = books
+            .iter()
+            .map(|(isbn, author, title)| Book {
+                isbn: isbn.to_string(),
+                author: author.to_string(),
+                title: title.to_string(),
+            })
+            .collect();
+        self.db.db.add_books(books).await.expect("books are added");
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Request::get(path).body(Empty::new()).unwrap())
+            .await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Empty::new()).unwrap()).await
+    }
+
+    pub async fn send(&self, mut request: Request<Empty<Bytes>>) -> TestResponse {
+        request
+            .headers_mut()
+            .insert("host", self.addr.to_string().parse().unwrap());
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+            .await
+            .expect("Penny answers within 10 s")
+            .expect("Penny answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body,
+        }
+    }
+
+    /// Writes `request` as raw bytes and returns everything the server sends back until it
+    /// closes the connection (or 5 s pass).
+    pub async fn raw(&self, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// Stops accepting and waits for the server to drain, as on SIGTERM.
+    pub async fn stop(mut self) {
+        self.shutdown.take().unwrap().send(()).ok();
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body as text (lossy for binary bodies); `bytes` is exact.
+    pub body: String,
+    pub bytes: Bytes,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+
+    /// The body with tags removed and whitespace collapsed: the text a reader sees.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in self.body.chars() {
+            match c {
+                '<' => {
+                    in_tag = true;
+                    text.push(' ');
+                }
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The rows of the results table, each as its cells' text.
+    pub fn table_rows(&self) -> Vec<Vec<String>> {
+        let Some(tbody) = self.body.split("<tbody>").nth(1) else {
+            return Vec::new();
+        };
+        let tbody = tbody.split("</tbody>").next().unwrap();
+        tbody
+            .split("<tr>")
+            .skip(1)
+            .map(|row| {
+                row.split("<td>")
+                    .skip(1)
+                    .map(|cell| cell.split("</td>").next().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
