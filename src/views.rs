@@ -43,13 +43,14 @@ pub fn search_form(prev_author: Option<&str>, notice: Option<&str>, now: &str) -
     let body = html! {
         h1 { "Author Search" }
         @if let Some(notice) = notice {
-            p.notice role="alert" { (notice) }
+            p #author-error .notice role="alert" { (notice) }
         }
         form.search action="/searchresults" method="get" {
             label for="author" { "Author name" }
             div.field {
                 input #author type="text" name="author" maxlength="100" autocomplete="off"
-                    autofocus aria-describedby="author-hint";
+                    aria-describedby=(if notice.is_some() { "author-error author-hint" } else { "author-hint" })
+                    aria-invalid=[notice.is_some().then_some("true")];
                 button type="submit" { "Search" }
             }
             p #author-hint .hint { "The start of a name is enough: \"ker\" finds Kernighan." }
@@ -70,7 +71,7 @@ pub fn search_results(author: &str, books: &[Book], now: &str) -> Markup {
         @if books.is_empty() {
             p.none { "(None)" }
         } @else {
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Books" {
                 table {
                     thead { tr { th scope="col" { "ISBN" } th scope="col" { "Author" } th scope="col" { "Title" } } }
                     tbody {
@@ -105,6 +106,7 @@ fn layout(title: &str, body: Markup, now: &str) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 link rel="stylesheet" href="/static/penny.css";
+                link rel="icon" href="/favicon.ico" sizes="32x32";
                 link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
             }
             body {

@@ -35,7 +35,7 @@ impl SqliteDb {
     pub async fn open_bundled(config: &PoolConfig) -> Result<SqliteDb, DbError> {
         let manager = SqliteConnectionManager::memory()
             .with_init(|conn| conn.deserialize_bytes(MAIN_DB, BUNDLED));
-        SqliteDb::start(manager, config, "the bundled database".into()).await
+        SqliteDb::start(manager, config, "the bundled database".into(), true).await
     }
 
     /// A database file. Unless `create`, the file must exist and hold a books table.
@@ -51,35 +51,32 @@ impl SqliteDb {
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(flags)
             .with_init(|conn| conn.busy_timeout(Duration::from_secs(5)));
-        let db = SqliteDb::start(manager, config, describe(&path)).await?;
-        if !create {
-            let path = path.clone();
-            db.run(|conn| {
-                Ok(conn
-                    .prepare("SELECT isbn, author, title FROM books LIMIT 0")
-                    .err())
-            })
-            .await?
-            .map_or(Ok(()), |err| Err(no_books_table(&path, err)))?;
-        }
-        Ok(db)
+        SqliteDb::start(manager, config, describe(&path), !create).await
     }
 
     /// Opens one connection first, so a bad file fails now with SQLite's own reason instead of
-    /// after the pool's timeout.
+    /// after the pool's timeout; with `check_books`, that connection must see a books table.
     async fn start(
         manager: SqliteConnectionManager,
         config: &PoolConfig,
         what: String,
+        check_books: bool,
     ) -> Result<SqliteDb, DbError> {
+        // A local file cannot drop a connection the way a network can: no check on checkout.
         let builder = r2d2::Pool::builder()
             .max_size(config.size)
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(config.checkout_timeout);
         tokio::task::spawn_blocking(move || {
-            manager
+            let conn = manager
                 .connect()
                 .map_err(|err| DbError::Setup(format!("cannot open {what}: {err}")))?;
+            if check_books {
+                if let Err(err) = conn.prepare("SELECT isbn, author, title FROM books LIMIT 0") {
+                    return Err(no_books_table(&what, err));
+                }
+            }
             Ok(SqliteDb {
                 pool: builder.build_unchecked(manager),
             })
@@ -176,15 +173,14 @@ fn describe(path: &Path) -> String {
     format!("SQLite database {}", path.display())
 }
 
-fn no_books_table(path: &Path, err: rusqlite::Error) -> DbError {
+fn no_books_table(what: &str, err: rusqlite::Error) -> DbError {
     let reason = err.to_string();
     if reason.contains("no such table") {
         DbError::Setup(format!(
-            "{} has no books table; run `penny init-db` to create it",
-            describe(path)
+            "{what} has no books table; run `penny init-db` to create it"
         ))
     } else {
-        DbError::Setup(format!("cannot read {}: {reason}", describe(path)))
+        DbError::Setup(format!("cannot read {what}: {reason}"))
     }
 }
 

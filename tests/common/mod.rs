@@ -126,38 +126,14 @@ impl TestApp {
         self.send(request.body(Empty::new()).unwrap()).await
     }
 
-    pub async fn send(&self, mut request: Request<Empty<Bytes>>) -> TestResponse {
-        request
-            .headers_mut()
-            .insert("host", self.addr.to_string().parse().unwrap());
-        let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-            .await
-            .expect("Penny answers within 10 s")
-            .expect("Penny answers");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            bytes: body,
-        }
+    pub async fn send(&self, request: Request<Empty<Bytes>>) -> TestResponse {
+        send(self.addr, request).await
     }
 
     /// Writes `request` as raw bytes and returns everything the server sends back until it
     /// closes the connection (or 5 s pass).
     pub async fn raw(&self, request: &[u8]) -> String {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        stream.write_all(request).await.unwrap();
-        let mut response = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-        String::from_utf8_lossy(&response).into_owned()
+        raw(self.addr, request).await
     }
 
     /// Stops accepting and waits for the server to drain, as on SIGTERM.
@@ -173,6 +149,49 @@ impl Drop for TestApp {
             task.abort();
         }
     }
+}
+
+/// GET `path` from the server at `addr`, with extra headers.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+    let mut request = Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(addr, request.body(Empty::new()).unwrap()).await
+}
+
+/// Sends `request` on a new connection and reads the whole response.
+pub async fn send(addr: SocketAddr, mut request: Request<Empty<Bytes>>) -> TestResponse {
+    request
+        .headers_mut()
+        .insert("host", addr.to_string().parse().unwrap());
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("Penny answers within 10 s")
+        .expect("Penny answers");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    TestResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
+    }
+}
+
+/// Writes raw bytes to the server at `addr` and returns everything it sends back until it
+/// closes the connection (or 5 s pass).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 pub struct TestResponse {
@@ -227,4 +246,131 @@ impl TestResponse {
             })
             .collect()
     }
+}
+
+/// The `penny` binary running as a child process, its stdout collected line by line. Killed
+/// when dropped, so a failing test never leaves it behind.
+pub struct RunningPenny {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub banner: String,
+    stdout: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RunningPenny {
+    /// Starts `penny` with `args` and `env` (DATABASE_URL and PORT removed unless given) and
+    /// waits for the line that says where it serves.
+    pub fn start(
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: Option<&std::path::Path>,
+    ) -> RunningPenny {
+        RunningPenny::start_binary(
+            std::path::Path::new(env!("CARGO_BIN_EXE_penny")),
+            args,
+            env,
+            dir,
+        )
+    }
+
+    pub fn start_binary(
+        binary: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: Option<&std::path::Path>,
+    ) -> RunningPenny {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(binary);
+        command
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("PORT")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().expect("penny starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                let output = child.wait_with_output().unwrap();
+                panic!("penny exited: {}", String::from_utf8_lossy(&output.stderr));
+            }
+        };
+        let url = banner
+            .rsplit("http://")
+            .next()
+            .expect("the banner has a URL");
+        let mut addr: SocketAddr = url.trim().parse().expect("the banner ends with ip:port");
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        RunningPenny {
+            child,
+            addr,
+            banner,
+            stdout,
+        }
+    }
+
+    /// Everything penny has printed after its banner so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal by name (TERM, INT) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for RunningPenny {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `penny` to completion with `args` and `env` (no DATABASE_URL unless given).
+pub fn run_penny(
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_penny"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("penny runs")
 }

@@ -1,0 +1,315 @@
+//! The `penny` binary as a user runs it: its commands, its start-up errors, its signals and its
+//! log lines.
+
+mod common;
+
+use common::{RunningPenny, run_penny};
+use hyper::StatusCode;
+use std::time::{Duration, Instant};
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A failure a user can read: one line, named, no panic and no backtrace.
+fn assert_one_clear_line(output: &std::process::Output, expected: &str) {
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("penny: "), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_lists_every_command() {
+    let output = run_penny(&["--help"], &[], None);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for command in ["serve", "books", "init-db", "--bind"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+#[test]
+fn books_prints_the_matching_books_from_the_demo() {
+    let output = run_penny(&["books", "KER"], &[], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "234\tKernighan\tThe C Programming Language\n123\tKernighan\tThe Practice of Programming\n"
+    );
+    let output = run_penny(&["books", "knuth"], &[], None);
+    assert_eq!(stdout(&output), "(None)\n");
+    assert_one_clear_line(&run_penny(&["books", " "], &[], None), "author");
+}
+
+#[test]
+fn init_db_creates_a_sqlite_file_and_only_adds_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", "sqlite://penny.sqlite")];
+    let output = run_penny(&["init-db"], &env, Some(dir.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let file = dir.path().join("penny.sqlite");
+    assert!(file.exists());
+
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch(
+        "INSERT INTO books VALUES ('999', 'Knuth', 'TAOCP'); DELETE FROM books WHERE isbn = '345';",
+    )
+    .unwrap();
+    let output = run_penny(&["init-db"], &env, Some(dir.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed = stdout(&run_penny(&["books", "k"], &env, Some(dir.path())));
+    assert!(
+        listed.contains("Knuth"),
+        "init-db kept the added book: {listed}"
+    );
+    let listed = stdout(&run_penny(&["books", "s"], &env, Some(dir.path())));
+    assert!(
+        listed.contains("Sedgewick"),
+        "init-db restored the missing book: {listed}"
+    );
+
+    let output = run_penny(&["init-db", "--reset"], &env, Some(dir.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed = stdout(&run_penny(&["books", "k"], &env, Some(dir.path())));
+    assert!(
+        !listed.contains("Knuth"),
+        "--reset reloaded penny.sql: {listed}"
+    );
+}
+
+#[test]
+fn init_db_without_database_url_says_what_to_set() {
+    let output = run_penny(&["init-db"], &[], None);
+    assert_one_clear_line(&output, "DATABASE_URL=sqlite://");
+}
+
+#[test]
+fn serve_stops_with_one_line_when_the_sqlite_file_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let empty = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&empty)
+        .unwrap()
+        .execute_batch("CREATE TABLE other (x)")
+        .unwrap();
+    let cases = [
+        (
+            format!("sqlite://{}/missing.sqlite", dir.path().display()),
+            "unable to open",
+        ),
+        (format!("sqlite://{}", garbage.display()), "not a database"),
+        (
+            format!("sqlite://{}", empty.display()),
+            "has no books table",
+        ),
+        (
+            format!("sqlite://{}", dir.path().display()),
+            "unable to open",
+        ),
+    ];
+    for (url, reason) in cases {
+        let started = Instant::now();
+        let output = run_penny(
+            &["serve", "--bind", "127.0.0.1:0"],
+            &[("DATABASE_URL", &url)],
+            None,
+        );
+        assert_one_clear_line(&output, reason);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+        let output = run_penny(&["books", "ker"], &[("DATABASE_URL", &url)], None);
+        assert_one_clear_line(&output, reason);
+    }
+}
+
+#[test]
+fn a_bad_database_url_is_refused_without_repeating_it() {
+    for url in ["mysql://admin:s3cr3t-pw@db.example/penny", "s3cr3t-pw"] {
+        let output = run_penny(&["serve"], &[("DATABASE_URL", url)], None);
+        assert_one_clear_line(&output, "DATABASE_URL must start with");
+        assert!(
+            !stderr(&output).contains("s3cr3t-pw"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_binary_alone_in_an_empty_directory_serves_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("penny");
+    std::fs::copy(env!("CARGO_BIN_EXE_penny"), &binary).unwrap();
+    let penny =
+        RunningPenny::start_binary(&binary, &["--bind", "127.0.0.1:0"], &[], Some(dir.path()));
+    assert!(penny.banner.contains("bundled demo"), "{}", penny.banner);
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.table_rows().len(), 2);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing written beside it"
+    );
+}
+
+#[tokio::test]
+async fn port_makes_it_listen_on_every_interface() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let penny = RunningPenny::start(&[], &[("PORT", &port.to_string())], None);
+    assert!(
+        penny.banner.ends_with(&format!("http://0.0.0.0:{port}")),
+        "{}",
+        penny.banner
+    );
+    assert_eq!(
+        common::get(penny.addr, "/", &[]).await.status,
+        StatusCode::OK
+    );
+
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = other.local_addr().unwrap().to_string();
+    drop(other);
+    let penny = RunningPenny::start(
+        &["serve", "--bind", &bind],
+        &[("PORT", &port.to_string())],
+        None,
+    );
+    assert!(
+        penny.banner.ends_with(&format!("http://{bind}")),
+        "--bind wins: {}",
+        penny.banner
+    );
+}
+
+#[tokio::test]
+async fn each_request_is_logged_with_method_path_status_and_request_id() {
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    common::get(
+        penny.addr,
+        "/searchresults?author=ker",
+        &[("x-request-id", "req-42")],
+    )
+    .await;
+    common::get(penny.addr, "/nope", &[]).await;
+    let log = wait_for_log(&penny, "/nope");
+    let line = log
+        .lines()
+        .find(|line| line.contains("req-42"))
+        .expect(&log);
+    for part in [
+        "method=GET",
+        "path=\"/searchresults\"",
+        "status=200",
+        "micros=",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+    assert!(
+        !line.contains("author=ker"),
+        "queries stay out of the log: {line}"
+    );
+    assert!(log.contains("status=404"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when stdout is not a terminal"
+    );
+}
+
+#[tokio::test]
+async fn a_database_error_logs_the_cause_and_shows_only_a_generic_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("penny.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    assert!(
+        run_penny(&["init-db"], &[("DATABASE_URL", &url)], None)
+            .status
+            .success()
+    );
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("DROP TABLE books")
+        .unwrap();
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!page.body.contains("no such table"));
+    let log = wait_for_log(&penny, "no such table: books");
+    assert!(log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("penny.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    assert!(
+        run_penny(&["init-db"], &[("DATABASE_URL", &url)], None)
+            .status
+            .success()
+    );
+    let mut penny =
+        RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+
+    let lock = rusqlite::Connection::open(&file).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let in_flight = tokio::spawn(common::get(penny.addr, "/searchresults?author=ker", &[]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    penny.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    penny.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        penny.child.try_wait().unwrap().is_none(),
+        "penny waits for the request"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+
+    let page = in_flight.await.unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.table_rows().len(), 2);
+    let status = penny
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("penny exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigint_on_an_idle_server_exits_zero_at_once() {
+    let mut penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    penny.signal("INT");
+    let status = penny
+        .wait_for_exit(Duration::from_secs(2))
+        .expect("penny exits");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Waits up to 5 s for `needle` to appear in penny's log, and returns the log.
+fn wait_for_log(penny: &RunningPenny, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = penny.stdout();
+        if log.contains(needle) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

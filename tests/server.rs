@@ -1,0 +1,244 @@
+//! The server under stress and on purpose-broken databases: shutdown with requests in flight,
+//! slow clients, a full pool, a table gone missing, and the query plans behind the search.
+
+mod common;
+
+use common::{Backend, TestApp, TestDb};
+use hyper::StatusCode;
+use penny::config::{DatabaseUrl, PoolConfig};
+use penny::db::Db;
+use penny::server::ServerOptions;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Takes SQLite's exclusive lock on the test database, so every query waits until `release`.
+fn lock_database(db: &TestDb) -> rusqlite::Connection {
+    let lock = rusqlite::Connection::open(db.sqlite_path().unwrap()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    lock
+}
+
+fn release(lock: rusqlite::Connection) {
+    lock.execute_batch("COMMIT").unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
+    let app = TestApp::start(Backend::SqliteFile).await;
+    let addr = app.addr;
+    let lock = lock_database(&app.db);
+    let in_flight = tokio::spawn(common::get(addr, "/searchresults?author=ker", &[]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopped = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stopped.is_finished(),
+        "the server waits for the request in flight"
+    );
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+
+    release(lock);
+    let page = in_flight.await.unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.table_rows().len(), 2);
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("the server stops once the request is done")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    let app = TestApp::start(Backend::Bundled).await;
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let read = idle.read(&mut buffer).await.unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200 OK"));
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), app.stop())
+        .await
+        .expect("an idle connection does not hold shutdown up");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let read = tokio::time::timeout(Duration::from_secs(1), idle.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection is closed"
+    );
+}
+
+#[tokio::test]
+async fn a_client_sending_headers_too_slowly_is_dropped_and_others_are_served() {
+    let options = ServerOptions {
+        header_timeout: Duration::from_millis(500),
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(TestDb::create(Backend::Bundled).await, options).await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    let mut closed = false;
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefghijklmnopqrstuvwxyz" {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        // Everyone else is served meanwhile.
+        assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buffer)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the slow client was never dropped");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "dropped too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "dropped too late: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_pool_answers_503_after_the_checkout_timeout_and_recovers() {
+    let mut db = TestDb::create(Backend::SqliteFile).await;
+    let pool = PoolConfig {
+        size: 1,
+        checkout_timeout: Duration::from_millis(500),
+    };
+    db.db = Db::open(&db.url, &pool).await.unwrap();
+    let app = TestApp::serve(db, ServerOptions::default()).await;
+    let lock = lock_database(&app.db);
+    // The first request takes the only connection and waits on the lock.
+    let holder = tokio::spawn(common::get(app.addr, "/searchresults?author=ker", &[]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let page = app.get("/searchresults?author=ker").await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        page.text().contains("Service unavailable"),
+        "{}",
+        page.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let api = app.get("/api/books?author=ker").await;
+    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(api.body.starts_with(r#"{"error":"#), "{}", api.body);
+    assert_eq!(
+        app.get("/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    release(lock);
+    assert_eq!(holder.await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        app.get("/searchresults?author=ker").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_database_error_shows_a_generic_page_without_the_cause() {
+    let app = TestApp::start(Backend::SqliteFile).await;
+    let other = rusqlite::Connection::open(app.db.sqlite_path().unwrap()).unwrap();
+    other.execute_batch("DROP TABLE books").unwrap();
+
+    let page = app.get("/searchresults?author=ker").await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        page.text().contains("Something went wrong"),
+        "{}",
+        page.text()
+    );
+    assert!(
+        page.body
+            .contains(r#"<a class="brand" href="/">Penny.com</a>"#)
+    );
+    let api = app.get("/api/books?author=ker").await;
+    assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+    for body in [&page.body, &api.body] {
+        assert!(!body.contains("no such table"), "{body}");
+        assert!(!body.to_lowercase().contains("sqlite"), "{body}");
+    }
+    assert_eq!(
+        app.get("/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app.get("/").await.status,
+        StatusCode::OK,
+        "pages without the database work"
+    );
+}
+
+#[tokio::test]
+async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
+    let expected = rusqlite::Connection::open_in_memory().unwrap();
+    expected.execute_batch(penny::db::SCHEMA).unwrap();
+    let mut rows: Vec<(String, String, String)> = expected
+        .prepare("SELECT isbn, author, title FROM books")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.sort();
+    assert_eq!(rows.len(), 3);
+
+    let bundled = Db::open(&DatabaseUrl::Bundled, &PoolConfig::default())
+        .await
+        .unwrap();
+    let mut books: Vec<(String, String, String)> = bundled
+        .search_books("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|book| (book.isbn, book.author, book.title))
+        .collect();
+    books.sort();
+    assert_eq!(books, rows);
+}
+
+#[tokio::test]
+async fn the_search_is_an_index_range_scan_on_every_sqlite_database() {
+    for backend in [Backend::Bundled, Backend::SqliteFile] {
+        let db = TestDb::create(backend).await;
+        let plan = db.db.explain_search("Ker").await.unwrap().join("\n");
+        assert!(
+            plan.contains(
+                "SEARCH books USING COVERING INDEX books_author_search (<expr>>? AND <expr><?)"
+            ),
+            "{backend:?}: {plan}"
+        );
+        assert!(!plan.contains("SCAN"), "{backend:?}: {plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "{backend:?}: sorted by the index: {plan}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_read_only_demo_refuses_writes_clearly() {
+    let db = TestDb::create(Backend::Bundled).await;
+    let err = Db::open_for_schema(&db.url, &PoolConfig::default())
+        .await
+        .err()
+        .expect("the demo cannot be loaded into");
+    assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+}
