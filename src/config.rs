@@ -12,13 +12,64 @@ pub enum DatabaseUrl {
     Bundled,
     /// `sqlite:///abs/path.sqlite` or `sqlite://relative.sqlite`.
     Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(Box<PostgresUrl>),
+}
+
+/// A PostgreSQL URL, split into what tokio-postgres understands and Penny's own settings. Its
+/// Debug output hides the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresUrl {
+    pub config: tokio_postgres::Config,
+    pub ssl_mode: SslMode,
+    /// The CA certificates (PEM) that `verify-ca` and `verify-full` trust instead of the
+    /// system's: `sslrootcert` in the URL, else PGSSLROOTCERT.
+    pub root_cert: Option<PathBuf>,
+    /// Talking to PgBouncer in transaction mode: no named prepared statements.
+    pub pgbouncer: bool,
+}
+
+/// libpq's `sslmode`, from the URL or PGSSLMODE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, certificate unchecked (libpq's default, and `allow`).
+    Prefer,
+    /// TLS always, certificate unchecked: what Heroku Postgres needs.
+    Require,
+    /// TLS with a certificate signed by a trusted CA, whatever name it carries.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<SslMode> {
+        Some(match value {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
 }
 
 /// A DATABASE_URL that Penny cannot use. The message never repeats the URL itself.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("DATABASE_URL must start with sqlite:// (it starts with {scheme:?})")]
+    #[error(
+        "DATABASE_URL must start with postgres://, postgresql:// or sqlite:// (it starts with {scheme:?})"
+    )]
     UnknownScheme { scheme: String },
+    #[error("DATABASE_URL is not a PostgreSQL URL Penny can use: {0}")]
+    BadPostgresUrl(String),
+    #[error(
+        "sslmode must be disable, allow, prefer, require, verify-ca or verify-full (it is {0:?})"
+    )]
+    BadSslMode(String),
     #[error("DATABASE_URL names no SQLite file (expected sqlite:///abs/path or sqlite://relative)")]
     EmptySqlitePath,
     #[error("{name} must be {expected} (it is {value:?})")]
@@ -32,11 +83,24 @@ pub enum ConfigError {
 }
 
 impl DatabaseUrl {
-    /// Parses DATABASE_URL; `None` or an empty value means the bundled demo.
+    /// Parses DATABASE_URL alone, as if no PG* variable were set; `None` or an empty value means
+    /// the bundled demo.
     pub fn parse(url: Option<&str>) -> Result<DatabaseUrl, ConfigError> {
+        DatabaseUrl::parse_with(url, &|_| None)
+    }
+
+    /// Parses DATABASE_URL, reading PGSSLMODE, PGSSLROOTCERT and PENNY_PGBOUNCER through
+    /// `lookup` for what the URL leaves out.
+    pub fn parse_with(
+        url: Option<&str>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<DatabaseUrl, ConfigError> {
         let Some(url) = url.map(str::trim).filter(|url| !url.is_empty()) else {
             return Ok(DatabaseUrl::Bundled);
         };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return PostgresUrl::parse(url, lookup).map(|pg| DatabaseUrl::Postgres(Box::new(pg)));
+        }
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(ConfigError::EmptySqlitePath);
@@ -56,17 +120,109 @@ impl DatabaseUrl {
         match self {
             DatabaseUrl::Bundled => "the bundled demo database (read-only)".into(),
             DatabaseUrl::Sqlite(path) => format!("SQLite file {}", path.display()),
+            DatabaseUrl::Postgres(pg) => pg.describe(),
         }
+    }
+}
+
+impl PostgresUrl {
+    fn parse(
+        url: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<PostgresUrl, ConfigError> {
+        // Penny's own parameters are taken out; tokio-postgres refuses names it does not know.
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut ssl_mode = None;
+        let mut root_cert = None;
+        let mut pgbouncer = None;
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            match key {
+                "sslmode" => ssl_mode = Some(value.into_owned()),
+                "sslrootcert" => root_cert = Some(PathBuf::from(value.as_ref())),
+                "pgbouncer" => pgbouncer = Some(value.into_owned()),
+                _ => rest.push(pair),
+            }
+        }
+        let ssl_mode = ssl_mode.or_else(|| lookup("PGSSLMODE"));
+        let ssl_mode = match ssl_mode.as_deref().map(str::trim) {
+            None | Some("") => SslMode::Prefer,
+            Some(mode) => {
+                SslMode::parse(mode).ok_or_else(|| ConfigError::BadSslMode(mode.into()))?
+            }
+        };
+        let root_cert = root_cert.or_else(|| lookup("PGSSLROOTCERT").map(PathBuf::from));
+        let pgbouncer = pgbouncer.or_else(|| lookup("PENNY_PGBOUNCER"));
+        let pgbouncer = match pgbouncer.as_deref().map(str::trim) {
+            None | Some("" | "0" | "false" | "no" | "off") => false,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some(other) => {
+                return Err(ConfigError::BadNumber {
+                    name: "pgbouncer",
+                    expected: "true or false",
+                    value: other.into(),
+                });
+            }
+        };
+        let url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err: tokio_postgres::Error| ConfigError::BadPostgresUrl(err.to_string()))?;
+        if config.get_application_name().is_none() {
+            config.application_name("penny");
+        }
+        config.ssl_mode(match ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        Ok(PostgresUrl {
+            config,
+            ssl_mode,
+            root_cert,
+            pgbouncer,
+        })
+    }
+
+    /// "PostgreSQL database D on H:P as U": never the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or("(default user)");
+        let dbname = self.config.get_dbname().unwrap_or(user);
+        let via = if self.pgbouncer {
+            " through PgBouncer"
+        } else {
+            ""
+        };
+        format!("PostgreSQL database {dbname} on {host}:{port} as {user}{via}")
     }
 }
 
 /// Connection pool settings, the same knobs for every backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Most connections open at once (PENNY_POOL_SIZE, default 10).
+    /// Most connections open at once (PENNY_POOL_SIZE, default 10). Heroku's Essential-0 plan
+    /// allows 20 connections in all, and each dyno has its own pool.
     pub size: u32,
-    /// How long a request waits for a free connection (PENNY_POOL_TIMEOUT_SECS, default 3).
+    /// How long a request waits for a free connection (PENNY_POOL_TIMEOUT_SECS, default 3),
+    /// also the limit on opening one. Well under Heroku's 30 s router timeout.
     pub checkout_timeout: Duration,
+    /// An unused connection is closed after this (PENNY_POOL_IDLE_SECS, default 300).
+    pub idle_timeout: Duration,
+    /// Every connection is replaced after this (PENNY_POOL_LIFETIME_SECS, default 1800), so
+    /// rotated credentials and server-side changes reach every connection.
+    pub max_lifetime: Duration,
 }
 
 impl Default for PoolConfig {
@@ -74,6 +230,8 @@ impl Default for PoolConfig {
         PoolConfig {
             size: 10,
             checkout_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(1800),
         }
     }
 }
@@ -95,7 +253,7 @@ impl Config {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let database = DatabaseUrl::parse(lookup("DATABASE_URL").as_deref())?;
+        let database = DatabaseUrl::parse_with(lookup("DATABASE_URL").as_deref(), &lookup)?;
         let defaults = PoolConfig::default();
         let pool = PoolConfig {
             size: number(
@@ -105,15 +263,12 @@ impl Config {
                 1..=1000,
             )?
             .unwrap_or(defaults.size),
-            checkout_timeout: number(
-                &lookup,
-                "PENNY_POOL_TIMEOUT_SECS",
-                "a number of seconds from 1 to 60",
-                1..=60,
-            )?
-            .map_or(defaults.checkout_timeout, |secs| {
-                Duration::from_secs(secs.into())
-            }),
+            checkout_timeout: seconds(&lookup, "PENNY_POOL_TIMEOUT_SECS", 60)?
+                .unwrap_or(defaults.checkout_timeout),
+            idle_timeout: seconds(&lookup, "PENNY_POOL_IDLE_SECS", 86_400)?
+                .unwrap_or(defaults.idle_timeout),
+            max_lifetime: seconds(&lookup, "PENNY_POOL_LIFETIME_SECS", 86_400)?
+                .unwrap_or(defaults.max_lifetime),
         };
         let bind = match lookup("PORT") {
             Some(port) => {
@@ -131,6 +286,20 @@ impl Config {
             bind,
         })
     }
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    max: u32,
+) -> Result<Option<Duration>, ConfigError> {
+    let seconds = number(
+        lookup,
+        name,
+        "a whole number of seconds, at least 1",
+        1..=max,
+    )?;
+    Ok(seconds.map(|secs| Duration::from_secs(secs.into())))
 }
 
 fn number(
@@ -181,12 +350,100 @@ mod tests {
     #[test]
     fn an_unknown_scheme_is_named_but_nothing_else_is_repeated() {
         let err = DatabaseUrl::parse(Some("mysql://root:hunter2@db/penny")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "DATABASE_URL must start with sqlite:// (it starts with \"mysql\")"
+        assert!(
+            err.to_string().ends_with("(it starts with \"mysql\")"),
+            "{err}"
         );
         let err = DatabaseUrl::parse(Some("hunter2-is-my-password")).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    fn postgres(url: &str, env: &[(&str, &str)]) -> Result<PostgresUrl, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match DatabaseUrl::parse_with(Some(url), &lookup)? {
+            DatabaseUrl::Postgres(pg) => Ok(*pg),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn heroku_urls_are_postgres_and_prefer_tls_by_default() {
+        let pg = postgres(
+            "postgres://u7:p4ss@ec2-1-2-3-4.compute.amazonaws.com:5432/d8x",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pg.ssl_mode, SslMode::Prefer);
+        assert_eq!(pg.config.get_dbname(), Some("d8x"));
+        assert_eq!(pg.config.get_password(), Some(&b"p4ss"[..]));
+        assert_eq!(pg.config.get_application_name(), Some("penny"));
+        assert!(!pg.pgbouncer);
+        assert_eq!(
+            pg.describe(),
+            "PostgreSQL database d8x on ec2-1-2-3-4.compute.amazonaws.com:5432 as u7"
+        );
+        assert!(postgres("postgresql://localhost/penny", &[]).is_ok());
+    }
+
+    #[test]
+    fn sslmode_comes_from_the_url_before_pgsslmode() {
+        let url = "postgres://u@h/d?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=2";
+        let pg = postgres(url, &[("PGSSLMODE", "disable")]).unwrap();
+        assert_eq!(pg.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(pg.root_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            pg.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
+        let pg = postgres(
+            "postgres://u@h/d",
+            &[("PGSSLMODE", "require"), ("PGSSLROOTCERT", "/r")],
+        )
+        .unwrap();
+        assert_eq!(pg.ssl_mode, SslMode::Require);
+        assert_eq!(pg.root_cert, Some(PathBuf::from("/r")));
+        let err = postgres("postgres://u@h/d?sslmode=verify-mostly", &[]).unwrap_err();
+        assert_eq!(err, ConfigError::BadSslMode("verify-mostly".into()));
+    }
+
+    #[test]
+    fn pgbouncer_mode_is_an_explicit_setting() {
+        assert!(
+            postgres("postgres://u@h/d?pgbouncer=true", &[])
+                .unwrap()
+                .pgbouncer
+        );
+        assert!(
+            postgres("postgres://u@h/d", &[("PENNY_PGBOUNCER", "1")])
+                .unwrap()
+                .pgbouncer
+        );
+        assert!(
+            !postgres(
+                "postgres://u@h/d?pgbouncer=false",
+                &[("PENNY_PGBOUNCER", "1")]
+            )
+            .unwrap()
+            .pgbouncer
+        );
+    }
+
+    #[test]
+    fn postgres_errors_and_debug_output_never_show_the_password() {
+        let pg = postgres("postgres://u:hunter2@h/d", &[]).unwrap();
+        assert!(!format!("{pg:?}").contains("hunter2"), "{pg:?}");
+        assert!(!pg.describe().contains("hunter2"));
+        for bad in [
+            "postgres://u:hunter2@h:notaport/d",
+            "postgres://u:hunter2@h/d?bogus=1",
+        ] {
+            let err = postgres(bad, &[]).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

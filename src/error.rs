@@ -49,13 +49,11 @@ impl AppError {
 
     /// The whole cause chain on one line, for the log.
     pub fn cause_chain(&self) -> String {
-        let mut line = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            line.push_str(": ");
-            line.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        line
+        crate::db::cause_chain(self)
+    }
+
+    /// An outage is logged by the database layer when it starts, not again for each request.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, AppError::Database(DbError::Unavailable(_)))
     }
 }

@@ -50,7 +50,7 @@ pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let mut response = match dispatch(app, req).await {
         Ok(response) => response,
         Err(err) => {
-            if err.status().is_server_error() {
+            if err.status().is_server_error() && !err.is_outage() {
                 tracing::error!(path, error = err.cause_chain(), "request failed");
             }
             if api {

@@ -1,5 +1,6 @@
 //! What a visitor sees, written once and run against every backend: each test below runs on
-//! the bundled demo and on a fresh SQLite file (tests that add books skip the read-only demo).
+//! the bundled demo, on a fresh SQLite file and on a fresh PostgreSQL database (tests that add
+//! books skip the read-only demo).
 
 mod common;
 
@@ -15,6 +16,15 @@ macro_rules! suite {
         mod sqlite_file {
             $(#[tokio::test] async fn $read() { super::$read(super::Backend::SqliteFile).await })*
             $(#[tokio::test] async fn $write() { super::$write(super::Backend::SqliteFile).await })*
+        }
+        mod postgres {
+            use super::common::postgres::available;
+            $(#[tokio::test] async fn $read() {
+                if available() { super::$read(super::Backend::Postgres).await }
+            })*
+            $(#[tokio::test] async fn $write() {
+                if available() { super::$write(super::Backend::Postgres).await }
+            })*
         }
     };
 }

@@ -118,6 +118,7 @@ async fn a_full_pool_answers_503_after_the_checkout_timeout_and_recovers() {
     let pool = PoolConfig {
         size: 1,
         checkout_timeout: Duration::from_millis(500),
+        ..PoolConfig::default()
     };
     db.db = Db::open(&db.url, &pool).await.unwrap();
     let app = TestApp::serve(db, ServerOptions::default()).await;

@@ -1,10 +1,13 @@
 //! The database: `Db` is one of the backends, picked once at start-up, with one method per query.
 //! Driver types stop here; nothing above this module names one.
 
+mod postgres;
 mod sqlite;
 
 use crate::config::{DatabaseUrl, PoolConfig};
 use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A row of the books table, as the pages and the JSON API show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,10 +33,20 @@ pub enum DbError {
     Setup(String),
 }
 
-/// The database Penny serves from. Cheap to clone: each arm is a handle to a shared pool.
+/// The database Penny serves from. Cheap to clone: a handle to a shared pool.
 #[derive(Clone)]
-pub enum Db {
+pub struct Db {
+    backend: Backend,
+    /// Whether the last attempt to reach the database worked, so that an outage is logged
+    /// once when it starts and once when it ends, not once per request.
+    reachable: Arc<AtomicBool>,
+}
+
+/// One arm per database; each method of `Db` matches on it, so every query exists for both.
+#[derive(Clone)]
+enum Backend {
     Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PostgresDb),
 }
 
 /// The penny.sql shipped with this build: the schema and its three books.
@@ -82,14 +95,23 @@ fn next_char(c: char) -> Option<char> {
 impl Db {
     /// Opens the database that `url` names for serving. SQLite files are checked now, so that a
     /// wrong path stops start-up with a clear message.
+    /// PostgreSQL is not contacted here: Penny must start (and answer 503) while it is down.
     pub async fn open(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Db, DbError> {
-        let url = url.clone();
-        let pool = pool.clone();
-        let db = match url {
-            DatabaseUrl::Bundled => sqlite::SqliteDb::open_bundled(&pool).await?,
-            DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::open_file(path, &pool, false).await?,
+        let backend = match url {
+            DatabaseUrl::Bundled => Backend::Sqlite(sqlite::SqliteDb::open_bundled(pool).await?),
+            DatabaseUrl::Sqlite(path) => {
+                Backend::Sqlite(sqlite::SqliteDb::open_file(path.clone(), pool, false).await?)
+            }
+            DatabaseUrl::Postgres(url) => Backend::Postgres(postgres::PostgresDb::open(url, pool)?),
         };
-        Ok(Db::Sqlite(db))
+        Ok(Db::new(backend))
+    }
+
+    fn new(backend: Backend) -> Db {
+        Db {
+            backend,
+            reachable: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// Opens the database that `url` names for `penny init-db`, creating a SQLite file if needed.
@@ -100,51 +122,89 @@ impl Db {
                  set DATABASE_URL=sqlite://penny.sqlite to make a database file"
                     .into(),
             )),
-            DatabaseUrl::Sqlite(path) => Ok(Db::Sqlite(
+            DatabaseUrl::Sqlite(path) => Ok(Db::new(Backend::Sqlite(
                 sqlite::SqliteDb::open_file(path.clone(), pool, true).await?,
-            )),
+            ))),
+            DatabaseUrl::Postgres(_) => Db::open(url, pool).await,
         }
+    }
+
+    /// Logs the start and the end of an outage, once each.
+    fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
+        match &result {
+            Err(err @ DbError::Unavailable(_)) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = cause_chain(err), "the database is unavailable");
+                }
+            }
+            Ok(_) => {
+                if !self.reachable.load(Ordering::Relaxed)
+                    && !self.reachable.swap(true, Ordering::Relaxed)
+                {
+                    tracing::info!("the database is reachable again");
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// The books whose author starts with `prefix` (ASCII case ignored), ordered by author
     /// (case ignored, then exact), title and ISBN.
     pub async fn search_books(&self, prefix: &str) -> Result<Vec<Book>, DbError> {
         let range = AuthorRange::starting_with(prefix);
-        match self {
-            Db::Sqlite(db) => db.search_books(range).await,
-        }
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.search_books(range).await,
+            Backend::Postgres(db) => db.search_books(range).await,
+        })
     }
 
     /// Adds `books` in one transaction; an ISBN already present is left as it is.
     pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite(db) => db.add_books(books).await,
-        }
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.add_books(books).await,
+            Backend::Postgres(db) => db.add_books(books).await,
+        })
     }
 
     /// The database's plan for a search, one line per step, to show which index it uses.
     pub async fn explain_search(&self, prefix: &str) -> Result<Vec<String>, DbError> {
         let range = AuthorRange::starting_with(prefix);
-        match self {
-            Db::Sqlite(db) => db.explain_search(range).await,
-        }
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.explain_search(range).await,
+            Backend::Postgres(db) => db.explain_search(range).await,
+        })
     }
 
     /// Asks the database a trivial question about the books table, for /healthz.
     pub async fn ping(&self) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite(db) => db.ping().await,
-        }
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.ping().await,
+            Backend::Postgres(db) => db.ping().await,
+        })
     }
 
     /// Runs penny.sql plus the backend's search index. Without `reset` the DROP statements are
     /// skipped, so only what is missing gets created and no data is lost.
     pub async fn load_schema(&self, reset: bool) -> Result<(), DbError> {
         let script = schema_script(SCHEMA, reset);
-        match self {
-            Db::Sqlite(db) => db.load_schema(script).await,
-        }
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.load_schema(script).await,
+            Backend::Postgres(db) => db.load_schema(script).await,
+        })
     }
+}
+
+/// `err` and its sources on one line, for the log.
+pub fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 /// penny.sql's statements, without its DROP statements unless `reset`, joined back into one

@@ -2,6 +2,8 @@
 //! client. Each backend gets a fresh database per test.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod postgres;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::HeaderMap;
@@ -26,6 +28,8 @@ pub enum Backend {
     Bundled,
     /// A fresh SQLite file, loaded by `penny init-db`'s code path.
     SqliteFile,
+    /// A fresh database on the tests' PostgreSQL server, loaded the same way.
+    Postgres,
 }
 
 /// A database made for one test, kept alive (and its files) as long as the value lives.
@@ -48,18 +52,28 @@ impl TestDb {
             Backend::SqliteFile => {
                 let dir = tempfile::tempdir().expect("a temp dir");
                 let url = DatabaseUrl::Sqlite(dir.path().join("penny.sqlite"));
-                let schema = Db::open_for_schema(&url, &PoolConfig::default())
-                    .await
-                    .unwrap();
-                schema.load_schema(false).await.expect("penny.sql loads");
-                let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
-                TestDb {
-                    url,
-                    db,
-                    _dir: Some(dir),
-                }
+                TestDb::load(url, Some(dir)).await
+            }
+            Backend::Postgres => {
+                let url = tokio::task::spawn_blocking(|| {
+                    let server = postgres::PgServer::shared();
+                    server.url(&server.create_database(), "")
+                })
+                .await
+                .unwrap();
+                TestDb::load(DatabaseUrl::parse(Some(&url)).unwrap(), None).await
             }
         }
+    }
+
+    /// Loads penny.sql into the database at `url` the way `penny init-db` does, and opens it.
+    pub async fn load(url: DatabaseUrl, dir: Option<tempfile::TempDir>) -> TestDb {
+        let schema = Db::open_for_schema(&url, &PoolConfig::default())
+            .await
+            .unwrap();
+        schema.load_schema(false).await.expect("penny.sql loads");
+        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        TestDb { url, db, _dir: dir }
     }
 
     /// The SQLite file behind this database, if it is one.

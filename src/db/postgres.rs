@@ -1,0 +1,454 @@
+//! PostgreSQL through a bb8 pool of tokio-postgres connections, over rustls. Talking to
+//! Postgres directly, each connection prepares the search once and reuses it; through PgBouncer
+//! in transaction mode, every query is a single unnamed statement instead.
+
+use super::{AuthorRange, Book, DbError, cause_chain};
+use crate::config::{PoolConfig, PostgresUrl, SslMode};
+use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
+use bb8_postgres::PostgresConnectionManager;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OnceCell, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The index behind the search. Lowercasing under the "C" collation folds ASCII letters only,
+/// exactly like SQLite's lower(), and "C" compares bytes, as SQLite does: both backends agree
+/// on every answer and its order, whatever the database's locale.
+const SEARCH_INDEX: &str = r#"CREATE INDEX IF NOT EXISTS books_author_search ON books
+    (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")"#;
+
+const SEARCH: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
+    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
+    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C""#;
+const SEARCH_TO_END: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
+    WHERE lower(author COLLATE "C") >= $1
+    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C""#;
+
+const PING: &str = "SELECT 1 FROM books LIMIT 1";
+
+/// Runs `$query` (an expression using `$conn`, a pooled connection) and, if the connection
+/// turns out to have been cut off (the server restarted since it was last used), runs it once
+/// more on a fresh one. A macro rather than a closure: the future borrows the connection.
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $query:expr) => {{
+        let mut retried = false;
+        loop {
+            let $conn = $db.checkout().await?;
+            match $query.await {
+                Err(err) if connection_lost(&err) && !retried => retried = true,
+                result => break result.map_err(classify),
+            }
+        }
+    }};
+}
+
+/// A pool of PostgreSQL connections. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresDb {
+    pool: Pool<Manager>,
+    failures: Arc<ConnectFailures>,
+}
+
+impl PostgresDb {
+    /// Sets up the pool without connecting: Penny starts, and answers 503, while Postgres is down.
+    pub fn open(url: &PostgresUrl, config: &PoolConfig) -> Result<PostgresDb, DbError> {
+        let mut pg = url.config.clone();
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(config.checkout_timeout);
+        }
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(pg, tls(url)?),
+            pgbouncer: url.pgbouncer,
+        };
+        let failures = Arc::new(ConnectFailures::default());
+        let pool = Pool::builder()
+            .max_size(config.size)
+            .min_idle(None)
+            .connection_timeout(config.checkout_timeout)
+            .idle_timeout(Some(config.idle_timeout))
+            .max_lifetime(Some(config.max_lifetime))
+            // A failed connect is reported at once (see `checkout`), never retried until the
+            // checkout timeout.
+            .retry_connection(false)
+            .error_sink(Box::new(Sink(failures.clone())))
+            .build_unchecked(manager);
+        Ok(PostgresDb { pool, failures })
+    }
+
+    /// A connection from the pool. Fails as soon as an attempt to connect fails while this
+    /// caller waits, instead of waiting out the timeout: bb8 itself only reports the timeout.
+    async fn checkout(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
+        let mut failed = self.failures.notify.subscribe();
+        tokio::select! {
+            conn = self.pool.get() => conn.map_err(|err| match err {
+                RunError::User(err) => err.into(),
+                RunError::TimedOut => DbError::Unavailable("no database connection was free in time".into()),
+            }),
+            Ok(()) = failed.changed() => Err(DbError::Unavailable(self.failures.last().into())),
+        }
+    }
+
+    pub async fn search_books(&self, range: AuthorRange) -> Result<Vec<Book>, DbError> {
+        let rows = with_connection!(self, |conn| conn.search(&range))?;
+        Ok(rows.iter().map(book).collect())
+    }
+
+    pub async fn explain_search(&self, range: AuthorRange) -> Result<Vec<String>, DbError> {
+        let to = range.to.unwrap_or_default();
+        let explain = format!("EXPLAIN {SEARCH}");
+        let params = [(&range.from as _, Type::TEXT), (&to as _, Type::TEXT)];
+        let rows = with_connection!(self, |conn| conn.client.query_typed(&explain, &params))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
+        let isbns: Vec<&str> = books.iter().map(|book| book.isbn.as_str()).collect();
+        let authors: Vec<&str> = books.iter().map(|book| book.author.as_str()).collect();
+        let titles: Vec<&str> = books.iter().map(|book| book.title.as_str()).collect();
+        let params = [
+            (&isbns as _, Type::TEXT_ARRAY),
+            (&authors as _, Type::TEXT_ARRAY),
+            (&titles as _, Type::TEXT_ARRAY),
+        ];
+        let insert = "INSERT INTO books (isbn, author, title) \
+                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                      ON CONFLICT DO NOTHING";
+        with_connection!(self, |conn| conn.client.query_typed(insert, &params))?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        with_connection!(self, |conn| conn.client.simple_query(PING))?;
+        Ok(())
+    }
+
+    /// Runs the script and the search index as one simple query: one implicit transaction.
+    pub async fn load_schema(&self, script: String) -> Result<(), DbError> {
+        let script = format!("{script}\n{SEARCH_INDEX};\nANALYZE books;");
+        with_connection!(self, |conn| conn.client.batch_execute(&script))
+    }
+}
+
+fn book(row: &Row) -> Book {
+    Book {
+        isbn: row.get(0),
+        author: row.get(1),
+        title: row.get(2),
+    }
+}
+
+/// A pooled connection and, talking to Postgres directly, its prepared statements: prepared on
+/// first use, since `penny init-db` connects before the table they name exists.
+pub struct Conn {
+    client: Client,
+    prepare: bool,
+    statements: OnceCell<Statements>,
+}
+
+struct Statements {
+    search: Statement,
+    search_to_end: Statement,
+}
+
+impl Conn {
+    async fn statements(&self) -> Result<Option<&Statements>, tokio_postgres::Error> {
+        if !self.prepare {
+            return Ok(None);
+        }
+        let statements = self
+            .statements
+            .get_or_try_init(async || {
+                Ok::<_, tokio_postgres::Error>(Statements {
+                    search: self
+                        .client
+                        .prepare_typed(SEARCH, &[Type::TEXT, Type::TEXT])
+                        .await?,
+                    search_to_end: self
+                        .client
+                        .prepare_typed(SEARCH_TO_END, &[Type::TEXT])
+                        .await?,
+                })
+            })
+            .await?;
+        Ok(Some(statements))
+    }
+
+    async fn search(&self, range: &AuthorRange) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let client = &self.client;
+        match (self.statements().await?, &range.to) {
+            (Some(prepared), Some(to)) => client.query(&prepared.search, &[&range.from, to]).await,
+            (Some(prepared), None) => client.query(&prepared.search_to_end, &[&range.from]).await,
+            (None, Some(to)) => {
+                let params = [(&range.from as _, Type::TEXT), (to as _, Type::TEXT)];
+                client.query_typed(SEARCH, &params).await
+            }
+            (None, None) => {
+                client
+                    .query_typed(SEARCH_TO_END, &[(&range.from, Type::TEXT)])
+                    .await
+            }
+        }
+    }
+}
+
+/// bb8-postgres's manager, plus the statements each new connection prepares.
+struct Manager {
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
+    pgbouncer: bool,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+        Ok(Conn {
+            client: self.inner.connect().await?,
+            prepare: !self.pgbouncer,
+            statements: OnceCell::new(),
+        })
+    }
+
+    /// Checked on every checkout, so it must cost no round trip: a connection the server
+    /// closed is known locally, and one cut off silently is retried by `with_connection!`.
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+        if conn.client.is_closed() {
+            // The only way to get a tokio_postgres::Error for a closed connection is to use it.
+            conn.client.simple_query("").await?;
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The latest failure to connect, and a signal for the callers waiting on a connection.
+#[derive(Debug)]
+struct ConnectFailures {
+    notify: watch::Sender<()>,
+    last: Mutex<String>,
+}
+
+impl Default for ConnectFailures {
+    fn default() -> Self {
+        ConnectFailures {
+            notify: watch::Sender::new(()),
+            last: Mutex::new(String::new()),
+        }
+    }
+}
+
+impl ConnectFailures {
+    fn last(&self) -> String {
+        self.last
+            .lock()
+            .expect("the lock is never held across a panic")
+            .clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Sink(Arc<ConnectFailures>);
+
+impl ErrorSink<tokio_postgres::Error> for Sink {
+    fn sink(&self, err: tokio_postgres::Error) {
+        *self
+            .0
+            .last
+            .lock()
+            .expect("the lock is never held across a panic") = cause_chain(&err);
+        self.0.notify.send_replace(());
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
+
+/// Whether `err` means the connection is gone rather than that the statement failed.
+fn connection_lost(err: &tokio_postgres::Error) -> bool {
+    err.is_closed()
+        || err.code().is_some_and(|code| {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        })
+}
+
+fn classify(err: tokio_postgres::Error) -> DbError {
+    let unavailable = connection_lost(&err)
+        || err.as_db_error().is_none()
+        || err.code() == Some(&SqlState::TOO_MANY_CONNECTIONS);
+    if unavailable {
+        DbError::Unavailable(err.into())
+    } else {
+        DbError::Query(err.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> DbError {
+        classify(err)
+    }
+}
+
+/// The TLS set-up `sslmode` asks for. `prefer` and `require` encrypt without checking the
+/// certificate (Heroku's are self-signed); `verify-ca` and `verify-full` check it against
+/// PGSSLROOTCERT, or the system's CA certificates when that is unset.
+fn tls(url: &PostgresUrl) -> Result<MakeRustlsConnect, DbError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3");
+    let verifier: Arc<dyn ServerCertVerifier> = match url.ssl_mode {
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+            Arc::new(Unverified(provider.signature_verification_algorithms))
+        }
+        SslMode::VerifyCa | SslMode::VerifyFull => {
+            let roots = root_certificates(url)?;
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|err| DbError::Setup(format!("cannot set up TLS: {err}")))?;
+            if url.ssl_mode == SslMode::VerifyCa {
+                Arc::new(AnyName(verifier))
+            } else {
+                verifier
+            }
+        }
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn root_certificates(url: &PostgresUrl) -> Result<RootCertStore, DbError> {
+    let mut roots = RootCertStore::empty();
+    match &url.root_cert {
+        Some(path) => {
+            let unreadable = |err: &dyn std::fmt::Display| {
+                DbError::Setup(format!(
+                    "cannot read the CA certificates in {}: {err}",
+                    path.display()
+                ))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|err| unreadable(&err))? {
+                let cert = cert.map_err(|err| unreadable(&err))?;
+                roots.add(cert).map_err(|err| unreadable(&err))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err(DbError::Setup(
+            "sslmode verify-ca/verify-full needs CA certificates: none were found; \
+             set PGSSLROOTCERT to a PEM file"
+                .into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// Accepts any certificate, still checking that the server holds its key: encryption without
+/// authentication, as libpq's `require` does.
+#[derive(Debug)]
+struct Unverified(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// verify-ca: a trusted chain is required, the name on it is not checked.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
