@@ -132,9 +132,12 @@ impl Db {
     /// Logs the start and the end of an outage, once each.
     fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
         match &result {
-            Err(err @ DbError::Unavailable(_)) => {
+            Err(DbError::Unavailable(cause)) => {
                 if self.reachable.swap(false, Ordering::Relaxed) {
-                    tracing::error!(error = cause_chain(err), "the database is unavailable");
+                    tracing::error!(
+                        cause = cause_chain(cause.as_ref()),
+                        "the database is unavailable"
+                    );
                 }
             }
             Ok(_) => {

@@ -57,17 +57,22 @@ macro_rules! with_connection {
 pub struct PostgresDb {
     pool: Pool<Manager>,
     failures: Arc<ConnectFailures>,
+    checkout_timeout: std::time::Duration,
 }
 
 impl PostgresDb {
     /// Sets up the pool without connecting: Penny starts, and answers 503, while Postgres is down.
     pub fn open(url: &PostgresUrl, config: &PoolConfig) -> Result<PostgresDb, DbError> {
-        let mut pg = url.config.clone();
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(config.checkout_timeout);
-        }
+        // Shorter than the checkout timeout by default, so that a caller waiting on a connect
+        // hears why it failed rather than only that its wait ran out.
+        let connect_timeout = url
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(config.checkout_timeout * 2 / 3);
         let manager = Manager {
-            inner: PostgresConnectionManager::new(pg, tls(url)?),
+            inner: PostgresConnectionManager::new(url.config.clone(), tls(url)?),
+            connect_timeout,
             pgbouncer: url.pgbouncer,
         };
         let failures = Arc::new(ConnectFailures::default());
@@ -82,7 +87,11 @@ impl PostgresDb {
             .retry_connection(false)
             .error_sink(Box::new(Sink(failures.clone())))
             .build_unchecked(manager);
-        Ok(PostgresDb { pool, failures })
+        Ok(PostgresDb {
+            pool,
+            failures,
+            checkout_timeout: config.checkout_timeout,
+        })
     }
 
     /// A connection from the pool. Fails as soon as an attempt to connect fails while this
@@ -91,8 +100,11 @@ impl PostgresDb {
         let mut failed = self.failures.notify.subscribe();
         tokio::select! {
             conn = self.pool.get() => conn.map_err(|err| match err {
-                RunError::User(err) => err.into(),
-                RunError::TimedOut => DbError::Unavailable("no database connection was free in time".into()),
+                RunError::User(PoolError::Connect(err)) => err,
+                RunError::User(PoolError::Closed) => DbError::Unavailable("the connection was closed".into()),
+                RunError::TimedOut => DbError::Unavailable(
+                    format!("no database connection within {:?}", self.checkout_timeout).into(),
+                ),
             }),
             Ok(()) = failed.changed() => Err(DbError::Unavailable(self.failures.last().into())),
         }
@@ -204,16 +216,27 @@ impl Conn {
 /// bb8-postgres's manager, plus the statements each new connection prepares.
 struct Manager {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
+    /// The limit on the whole handshake, not only the TCP connect that tokio-postgres bounds:
+    /// a server that accepts and never answers must not hold a pool slot forever.
+    connect_timeout: std::time::Duration,
     pgbouncer: bool,
 }
 
 impl ManageConnection for Manager {
     type Connection = Conn;
-    type Error = tokio_postgres::Error;
+    type Error = PoolError;
 
-    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+    async fn connect(&self) -> Result<Conn, PoolError> {
+        let client = tokio::time::timeout(self.connect_timeout, self.inner.connect())
+            .await
+            .map_err(|_| {
+                let waited = self.connect_timeout;
+                let message = format!("the database server did not answer within {waited:?}");
+                PoolError::Connect(DbError::Unavailable(message.into()))
+            })?
+            .map_err(|err| PoolError::Connect(DbError::Unavailable(err.into())))?;
         Ok(Conn {
-            client: self.inner.connect().await?,
+            client,
             prepare: !self.pgbouncer,
             statements: OnceCell::new(),
         })
@@ -221,10 +244,9 @@ impl ManageConnection for Manager {
 
     /// Checked on every checkout, so it must cost no round trip: a connection the server
     /// closed is known locally, and one cut off silently is retried by `with_connection!`.
-    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), PoolError> {
         if conn.client.is_closed() {
-            // The only way to get a tokio_postgres::Error for a closed connection is to use it.
-            conn.client.simple_query("").await?;
+            return Err(PoolError::Closed);
         }
         Ok(())
     }
@@ -232,6 +254,14 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.client.is_closed()
     }
+}
+
+/// What the pool's manager reports: a failed connect, or a pooled connection found closed on
+/// checkout (which bb8 quietly replaces).
+#[derive(Debug)]
+enum PoolError {
+    Connect(DbError),
+    Closed,
 }
 
 /// The latest failure to connect, and a signal for the callers waiting on a connection.
@@ -262,17 +292,20 @@ impl ConnectFailures {
 #[derive(Debug, Clone)]
 struct Sink(Arc<ConnectFailures>);
 
-impl ErrorSink<tokio_postgres::Error> for Sink {
-    fn sink(&self, err: tokio_postgres::Error) {
+impl ErrorSink<PoolError> for Sink {
+    fn sink(&self, err: PoolError) {
+        let PoolError::Connect(DbError::Unavailable(cause)) = err else {
+            return;
+        };
         *self
             .0
             .last
             .lock()
-            .expect("the lock is never held across a panic") = cause_chain(&err);
+            .expect("the lock is never held across a panic") = cause_chain(cause.as_ref());
         self.0.notify.send_replace(());
     }
 
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<PoolError>> {
         Box::new(self.clone())
     }
 }
@@ -296,12 +329,6 @@ fn classify(err: tokio_postgres::Error) -> DbError {
         DbError::Unavailable(err.into())
     } else {
         DbError::Query(err.into())
-    }
-}
-
-impl From<tokio_postgres::Error> for DbError {
-    fn from(err: tokio_postgres::Error) -> DbError {
-        classify(err)
     }
 }
 

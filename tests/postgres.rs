@@ -1,0 +1,422 @@
+//! PostgreSQL broken on purpose: down at start, restarted under Penny, wrong passwords,
+//! unreachable hosts, a pool exhausted by locked queries; plus the schema commands and the
+//! search's query plan on a table big enough for the planner to care.
+
+mod common;
+
+use common::postgres::{PASSWORD, PgServer, available, can_start_servers, wait_until};
+use common::{RunningPenny, run_penny};
+use hyper::StatusCode;
+use penny::config::{DatabaseUrl, PoolConfig};
+use penny::db::{Book, Db};
+use std::time::{Duration, Instant};
+
+/// A database with penny.sql loaded, on `server`; returns its URL (plain TCP).
+fn loaded_database(server: &PgServer) -> String {
+    let url = server.url(&server.create_database(), "sslmode=disable");
+    let output = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    url
+}
+
+/// GETs `path` and returns the status and how long the answer took.
+async fn timed_get(penny: &RunningPenny, path: &str) -> (StatusCode, Duration) {
+    let started = Instant::now();
+    let response = common::get(penny.addr, path, &[]).await;
+    (response.status, started.elapsed())
+}
+
+/// Polls `path` until it answers 200, for at most `limit`; returns how long that took.
+async fn time_until_ok(penny: &RunningPenny, path: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if common::get(penny.addr, path, &[]).await.status == StatusCode::OK {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn one_clear_line(output: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("penny: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+#[tokio::test]
+async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
+    if !can_start_servers() {
+        return;
+    }
+    let server = PgServer::start();
+    let url = loaded_database(&server);
+    server.stop();
+
+    let started = Instant::now();
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it binds without the database"
+    );
+    assert_eq!(timed_get(&penny, "/").await.0, StatusCode::OK);
+    for path in [
+        "/healthz",
+        "/searchresults?author=ker",
+        "/api/books?author=ker",
+    ] {
+        let (status, took) = timed_get(&penny, path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+    }
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert!(
+        page.text().contains("Service unavailable"),
+        "{}",
+        page.text()
+    );
+    assert!(
+        !page.body.contains("Connection refused"),
+        "the cause stays in the log"
+    );
+
+    server.start_again();
+    let took = time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5)).await;
+    assert!(
+        took.expect("Penny recovers") < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(timed_get(&penny, "/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_postgres_restart_gives_fast_503s_then_every_request_succeeds_again() {
+    if !can_start_servers() {
+        return;
+    }
+    let server = PgServer::start();
+    let url = loaded_database(&server);
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    // Fill the pool with several connections, all of which the restart will cut.
+    let warm: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(common::get(penny.addr, "/searchresults?author=ker", &[])))
+        .collect();
+    for request in warm {
+        assert_eq!(request.await.unwrap().status, StatusCode::OK);
+    }
+
+    server.stop();
+    for _ in 0..10 {
+        let (status, took) = timed_get(&penny, "/searchresults?author=ker").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            took < Duration::from_secs(1),
+            "a request during the outage took {took:?}"
+        );
+    }
+    server.start_again();
+    let took = time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5)).await;
+    assert!(
+        took.expect("Penny recovers") < Duration::from_secs(2),
+        "{took:?}"
+    );
+
+    // No stale connection is left to fail a later request.
+    let after: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(common::get(penny.addr, "/api/books?author=ker", &[])))
+        .collect();
+    for request in after {
+        let response = request.await.unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        assert!(response.body.contains("Kernighan"));
+    }
+
+    // The outage is logged when it starts and when it ends, not once per request.
+    let log = penny.stdout();
+    assert_eq!(
+        log.matches("the database is unavailable").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("the database is reachable again").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_within_five_seconds_with_one_line_and_no_password() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server).replace(PASSWORD, "Wrong-pw-81x");
+    for command in [&["books", "ker"][..], &["init-db"][..]] {
+        let started = Instant::now();
+        let output = run_penny(command, &[("DATABASE_URL", &url)], None);
+        assert!(started.elapsed() < Duration::from_secs(5), "{command:?}");
+        let err = one_clear_line(&output);
+        assert!(err.contains("password authentication failed"), "{err}");
+        assert!(
+            !err.contains("Wrong-pw-81x") && !err.contains(PASSWORD),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_or_silent_server_fails_within_five_seconds() {
+    let refused = format!(
+        "postgres://u:pw@127.0.0.1:{}/d",
+        common::postgres::free_port()
+    );
+    // A server that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("postgres://u:pw@{}/d", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    for (url, reason) in [(&refused, "refused"), (&silent_url, "did not answer")] {
+        for command in [&["books", "ker"][..], &["init-db"][..]] {
+            let started = Instant::now();
+            let output = run_penny(command, &[("DATABASE_URL", url)], None);
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_secs(5),
+                "{command:?} on {url} took {took:?}"
+            );
+            let err = one_clear_line(&output);
+            assert!(err.to_lowercase().contains(reason), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("PENNY_POOL_SIZE", "2"),
+        ("PENNY_POOL_TIMEOUT_SECS", "1"),
+    ];
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &env, None);
+    assert_eq!(
+        timed_get(&penny, "/searchresults?author=ker").await.0,
+        StatusCode::OK
+    );
+
+    // Another session locks the table for 3 s: the searches holding both connections wait.
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let lock_sql = "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;";
+    let mut locker = std::process::Command::new("psql")
+        .arg(server.url(dbname, "sslmode=disable"))
+        .args(["-X", "-q", "-c", lock_sql])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = penny.addr;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
+                (response.status, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    locker.wait().unwrap();
+    let unavailable: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    let ok = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    assert_eq!((ok, unavailable.len()), (2, 4), "{answers:?}");
+    for (_, took) in unavailable {
+        assert!(
+            *took >= Duration::from_millis(900),
+            "queued for the timeout: {took:?}"
+        );
+        assert!(*took < Duration::from_secs(2), "but no longer: {took:?}");
+    }
+
+    for _ in 0..20 {
+        assert_eq!(
+            timed_get(&penny, "/searchresults?author=ker").await.0,
+            StatusCode::OK
+        );
+    }
+    let connections = server.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' AND application_name = 'penny'"),
+    );
+    assert!(
+        connections.parse::<u32>().unwrap() <= 2,
+        "{connections} connections"
+    );
+}
+
+#[tokio::test]
+async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let down_url = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/x",
+        common::postgres::free_port()
+    );
+    let mut seen = String::new();
+    for url in [&url, &down_url] {
+        let mut penny =
+            RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", url)], None);
+        seen.push_str(&penny.banner);
+        for path in [
+            "/",
+            "/searchresults?author=ker",
+            "/api/books?author=",
+            "/healthz",
+            "/nope",
+        ] {
+            seen.push_str(&common::get(penny.addr, path, &[]).await.body);
+        }
+        penny.signal("TERM");
+        penny
+            .wait_for_exit(Duration::from_secs(5))
+            .expect("penny exits");
+        seen.push_str(&penny.stdout());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(penny.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        seen.push_str(&stderr);
+    }
+    let bad = run_penny(&["books", "ker"], &[("DATABASE_URL", &down_url)], None);
+    seen.push_str(&String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        seen.contains("Kernighan") && seen.contains("unavailable"),
+        "{seen}"
+    );
+    assert!(!seen.contains(PASSWORD), "the password leaked: {seen}");
+}
+
+#[tokio::test]
+async fn init_db_on_postgres_only_adds_what_is_missing_and_reset_reloads() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    server.psql(
+        dbname,
+        "INSERT INTO books VALUES ('999', 'Knuth', 'TAOCP'); DELETE FROM books WHERE isbn = '345'",
+    );
+    let output = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        server.psql(
+            dbname,
+            "SELECT string_agg(isbn, ',' ORDER BY isbn) FROM books"
+        ),
+        "123,234,345,999"
+    );
+
+    let output = run_penny(&["init-db", "--reset"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        server.psql(
+            dbname,
+            "SELECT string_agg(isbn, ',' ORDER BY isbn) FROM books"
+        ),
+        "123,234,345"
+    );
+    let indexes = server.psql(
+        dbname,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'books' ORDER BY 1",
+    );
+    assert!(indexes.contains("books_author_search"), "{indexes}");
+
+    let listed = run_penny(&["books", "KER"], &[("DATABASE_URL", &url)], None);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "234\tKernighan\tThe C Programming Language\n123\tKernighan\tThe Practice of Programming\n"
+    );
+}
+
+#[tokio::test]
+async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let db = Db::open(
+        &DatabaseUrl::parse(Some(&url)).unwrap(),
+        &PoolConfig::default(),
+    )
+    .await
+    .unwrap();
+    let syllables = [
+        "ker", "sed", "knu", "rit", "tho", "pik", "wir", "dij", "hoa", "lam",
+    ];
+    let books = (0..20_000)
+        .map(|i| Book {
+            isbn: format!("978{i:010}"),
+            author: format!(
+                "{}{}{i}",
+                syllables[i % 10].to_uppercase(),
+                syllables[(i / 10) % 10]
+            ),
+            title: format!("Volume {i}"),
+        })
+        .collect();
+    db.add_books(books).await.unwrap();
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    server.psql(dbname, "VACUUM ANALYZE books");
+
+    // One author prefix in a hundred: selective enough that the planner prefers the index.
+    let plan = db.explain_search("KerSed").await.unwrap().join("\n");
+    assert!(
+        plan.contains("Index Only Scan using books_author_search")
+            || plan.contains("Index Scan using books_author_search"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("Sort"),
+        "{plan}"
+    );
+    assert_eq!(db.search_books("kersed").await.unwrap().len(), 200);
+}
