@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::postgres::{PASSWORD, PgServer, available, can_start_servers, wait_until};
+use common::postgres::{PASSWORD, PgServer, available, can_start_servers};
 use common::{RunningPenny, run_penny};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
