@@ -102,6 +102,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
+    // Open the first connection now, so the first visitor does not wait for it and a database
+    // that cannot be reached is reported in the log right away (Penny serves 503s meanwhile).
+    tokio::spawn({
+        let db = db.clone();
+        async move { db.ping().await }
+    });
     let app = Arc::new(App { db });
     server::serve(listener, app, ServerOptions::default(), shutdown_signal()).await;
     Ok(())
