@@ -153,7 +153,10 @@ impl PostgresUrl {
                 SslMode::parse(mode).ok_or_else(|| ConfigError::BadSslMode(mode.into()))?
             }
         };
-        let root_cert = root_cert.or_else(|| lookup("PGSSLROOTCERT").map(PathBuf::from));
+        // Empty means unset, and "system" means the system's CAs, as libpq reads them.
+        let root_cert = root_cert
+            .or_else(|| lookup("PGSSLROOTCERT").map(PathBuf::from))
+            .filter(|path| !path.as_os_str().is_empty() && path.as_os_str() != "system");
         let pgbouncer = pgbouncer.or_else(|| lookup("PENNY_PGBOUNCER"));
         let pgbouncer = match pgbouncer.as_deref().map(str::trim) {
             None | Some("" | "0" | "false" | "no" | "off") => false,
@@ -406,6 +409,10 @@ mod tests {
         .unwrap();
         assert_eq!(pg.ssl_mode, SslMode::Require);
         assert_eq!(pg.root_cert, Some(PathBuf::from("/r")));
+        for unset in ["", "system"] {
+            let pg = postgres("postgres://u@h/d", &[("PGSSLROOTCERT", unset)]).unwrap();
+            assert_eq!(pg.root_cert, None, "{unset:?}");
+        }
         let err = postgres("postgres://u@h/d?sslmode=verify-mostly", &[]).unwrap_err();
         assert_eq!(err, ConfigError::BadSslMode("verify-mostly".into()));
     }

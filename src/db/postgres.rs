@@ -94,19 +94,31 @@ impl PostgresDb {
         })
     }
 
-    /// A connection from the pool. Fails as soon as an attempt to connect fails while this
-    /// caller waits, instead of waiting out the timeout: bb8 itself only reports the timeout.
+    /// A connection from the pool. While the pool holds no connection at all, fails as soon as
+    /// an attempt to connect fails (bb8 itself would only report its timeout, seconds later);
+    /// while it holds some, one slow or failed connect does not fail the callers waiting for
+    /// one of them to come free.
     async fn checkout(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
         let mut failed = self.failures.notify.subscribe();
-        tokio::select! {
-            conn = self.pool.get() => conn.map_err(|err| match err {
-                RunError::User(PoolError::Connect(err)) => err,
-                RunError::User(PoolError::Closed) => DbError::Unavailable("the connection was closed".into()),
-                RunError::TimedOut => DbError::Unavailable(
-                    format!("no database connection within {:?}", self.checkout_timeout).into(),
-                ),
-            }),
-            Ok(()) = failed.changed() => Err(DbError::Unavailable(self.failures.last().into())),
+        let get = self.pool.get();
+        tokio::pin!(get);
+        loop {
+            tokio::select! {
+                conn = &mut get => return conn.map_err(|err| match err {
+                    RunError::User(PoolError::Connect(err)) => err,
+                    RunError::User(PoolError::Closed) => {
+                        DbError::Unavailable("the connection was closed".into())
+                    }
+                    RunError::TimedOut => DbError::Unavailable(
+                        format!("no database connection within {:?}", self.checkout_timeout).into(),
+                    ),
+                }),
+                Ok(()) = failed.changed() => {
+                    if self.pool.state().connections == 0 {
+                        return Err(DbError::Unavailable(self.failures.last().into()));
+                    }
+                }
+            }
         }
     }
 
@@ -312,13 +324,15 @@ impl ErrorSink<PoolError> for Sink {
 
 /// Whether `err` means the connection is gone rather than that the statement failed.
 fn connection_lost(err: &tokio_postgres::Error) -> bool {
-    err.is_closed()
-        || err.code().is_some_and(|code| {
-            code.code().starts_with("08")
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-        })
+    const LOST: [SqlState; 6] = [
+        SqlState::CONNECTION_EXCEPTION,
+        SqlState::CONNECTION_DOES_NOT_EXIST,
+        SqlState::CONNECTION_FAILURE,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+    ];
+    err.is_closed() || err.code().is_some_and(|code| LOST.contains(code))
 }
 
 fn classify(err: tokio_postgres::Error) -> DbError {
@@ -377,18 +391,24 @@ fn root_certificates(url: &PostgresUrl) -> Result<RootCertStore, DbError> {
                 let cert = cert.map_err(|err| unreadable(&err))?;
                 roots.add(cert).map_err(|err| unreadable(&err))?;
             }
+            if roots.is_empty() {
+                return Err(DbError::Setup(format!(
+                    "no CA certificates (BEGIN CERTIFICATE blocks) in {}",
+                    path.display()
+                )));
+            }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(DbError::Setup(
+                    "sslmode verify-ca/verify-full needs CA certificates and the system has \
+                     none; set PGSSLROOTCERT to a PEM file"
+                        .into(),
+                ));
+            }
         }
-    }
-    if roots.is_empty() {
-        return Err(DbError::Setup(
-            "sslmode verify-ca/verify-full needs CA certificates: none were found; \
-             set PGSSLROOTCERT to a PEM file"
-                .into(),
-        ));
     }
     Ok(roots)
 }

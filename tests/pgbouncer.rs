@@ -1,0 +1,598 @@
+//! Penny behind PgBouncer in transaction mode, as on Heroku with the PgBouncer buildpack: a
+//! real PgBouncer in front of the tests' PostgreSQL, a server pool smaller than Penny's client
+//! pools, and the server's own log as the witness that no named prepared statement is used.
+//!
+//! Needs /usr/sbin/pgbouncer (apt-get install pgbouncer): without it these tests print a loud
+//! SKIPPED notice, and under CI=true they fail instead. PgBouncer refuses to run as root, so
+//! when the tests run as root it runs as the `postgres` OS user.
+
+mod common;
+
+use common::postgres::{self, PASSWORD, PgServer, free_port, wait_until};
+use common::{RunningPenny, get, run_penny};
+use hyper::StatusCode;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+/// PgBouncer's server connections per database and user: fewer than the pennies' clients.
+const SERVER_POOL: usize = 2;
+
+/// True when these tests can run; otherwise says why, loudly.
+fn can_run() -> bool {
+    if !postgres::available() {
+        return false;
+    }
+    if std::env::var_os("PENNY_TEST_DATABASE_URL").is_some() {
+        // Not a failure under CI: the tests need the port and the log of a server they started.
+        banner(
+            "SKIPPED: PgBouncer tests: they need the tests' own PostgreSQL (its port and its log), \
+             not the one PENNY_TEST_DATABASE_URL names",
+        );
+        return false;
+    }
+    if !Path::new(PGBOUNCER).is_file() {
+        let message =
+            format!("SKIPPED: PgBouncer tests: no {PGBOUNCER} (apt-get install pgbouncer)");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{message}");
+        }
+        banner(&message);
+        return false;
+    }
+    true
+}
+
+fn banner(message: &str) {
+    static BANNER: std::sync::Once = std::sync::Once::new();
+    BANNER.call_once(|| {
+        let rule = "=".repeat(78);
+        let _ = writeln!(std::io::stderr(), "\n{rule}\n{message}\n{rule}");
+    });
+}
+
+/// A PgBouncer of one test's own, in the foreground as a child process, in a directory of its
+/// own. Dropping it kills the process and removes the directory, also when the test fails; a
+/// watchdog does the same if the test binary dies without unwinding.
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in transaction mode in front of the server on 127.0.0.1:`server_port`,
+    /// for every database on it, with `SERVER_POOL` server connections per database.
+    fn start(server_port: u16) -> PgBouncer {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match PgBouncer::try_start(server_port) {
+                Ok(bouncer) => return bouncer,
+                // The free port may have been taken in between: try another.
+                Err(log) if attempts < 3 => eprintln!("PgBouncer did not start, again: {log}"),
+                Err(log) => panic!("PgBouncer did not start: {log}"),
+            }
+        }
+    }
+
+    fn try_start(server_port: u16) -> Result<PgBouncer, String> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "penny-pgbouncer-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        // PgBouncer checks clients' passwords against this list, and logs in to the server with
+        // the same password (SCRAM). Clients log in to it with MD5: a password login all the
+        // same, without the thousands of hash rounds of SCRAM that ten connects at once in a
+        // debug build cost on a busy machine (long enough to hit Penny's connect timeout).
+        std::fs::write(
+            dir.join("userlist.txt"),
+            format!("\"postgres\" \"{PASSWORD}\"\n"),
+        )
+        .unwrap();
+        let ini = format!(
+            "[databases]\n\
+             * = host=127.0.0.1 port={server_port}\n\
+             \n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
+             unix_socket_dir =\n\
+             auth_type = md5\n\
+             auth_file = {dir}/userlist.txt\n\
+             admin_users = postgres\n\
+             pool_mode = transaction\n\
+             default_pool_size = {SERVER_POOL}\n\
+             min_pool_size = 0\n\
+             reserve_pool_size = 0\n\
+             max_client_conn = 100\n\
+             server_tls_sslmode = disable\n\
+             log_connections = 1\n\
+             log_disconnections = 1\n\
+             logfile = {dir}/pgbouncer.log\n\
+             pidfile = {dir}/pgbouncer.pid\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+        let user = postgres_user();
+        if let Some((uid, gid)) = user {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{uid}:{gid}")])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown {}", dir.display());
+        }
+        let mut command = Command::new(PGBOUNCER);
+        command
+            .arg(dir.join("pgbouncer.ini"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = user {
+            // The child is PgBouncer itself (not runuser), so killing it by its id is exact.
+            std::os::unix::process::CommandExt::uid(&mut command, uid);
+            std::os::unix::process::CommandExt::gid(&mut command, gid);
+        }
+        let child = command.spawn().expect("pgbouncer starts");
+        let mut bouncer = PgBouncer { child, port, dir };
+        bouncer.watch_over();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = bouncer.child.try_wait().unwrap() {
+                return Err(format!("exited with {status}: {}", bouncer.log()));
+            }
+            if TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+                return Ok(bouncer);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not listening after 10 s: {}", bouncer.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A URL for `dbname` through this PgBouncer, with `params` appended.
+    fn url(&self, dbname: &str, params: &str) -> String {
+        let separator = if params.is_empty() { "" } else { "?" };
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{port}/{dbname}{separator}{params}",
+            port = self.port
+        )
+    }
+
+    /// SHOW POOLS for `dbname`: (client connections, server connections) at this moment.
+    fn pool(&self, dbname: &str) -> (usize, usize) {
+        pool(self.port, dbname)
+    }
+
+    /// The most server connections to `dbname` PgBouncer ever had open at once, and how many it
+    /// opened in all, from its log of opening and closing them.
+    fn server_connections(&self, dbname: &str) -> (usize, usize) {
+        let (mut open, mut most, mut opened) = (0usize, 0usize, 0usize);
+        let tag = format!(": {dbname}/");
+        for line in self.log().lines().filter(|line| line.contains(&tag)) {
+            if !line.contains(" S-") {
+                continue;
+            }
+            if line.contains("new connection to server") {
+                open += 1;
+                opened += 1;
+                most = most.max(open);
+            } else if line.contains("closing because") {
+                open = open.saturating_sub(1);
+            }
+        }
+        (most, opened)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+
+    /// Once the test binary has gone, however it went, kills this PgBouncer (if its pidfile is
+    /// still there) and removes its directory.
+    #[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
+    fn watch_over(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             [ -f '{dir}/pgbouncer.pid' ] && kill -9 {child} 2>/dev/null; rm -rf '{dir}'",
+            pid = std::process::id(),
+            child = self.child.id(),
+            dir = self.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the watchdog starts");
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `postgres` OS user's uid and gid when the tests run as root; None otherwise.
+fn postgres_user() -> Option<(u32, u32)> {
+    let id = |args: &[&str]| -> String {
+        let output = Command::new("id").args(args).output().expect("id runs");
+        assert!(output.status.success(), "id {args:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    if id(&["-u"]) != "0" {
+        return None;
+    }
+    Some((
+        id(&["-u", "postgres"]).parse().unwrap(),
+        id(&["-g", "postgres"]).parse().unwrap(),
+    ))
+}
+
+/// Runs a SHOW command on the admin console of the PgBouncer on `port`; each row maps column
+/// names to values.
+fn show(port: u16, what: &str) -> Vec<HashMap<String, String>> {
+    let output = Command::new("psql")
+        .arg(format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{port}/pgbouncer?sslmode=disable"
+        ))
+        .args(["-X", "-q", "-A", "-F", "|", "-P", "footer=off"])
+        .args(["-c", &format!("SHOW {what}")])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "SHOW {what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let columns: Vec<&str> = lines.next().unwrap_or_default().split('|').collect();
+    lines
+        .map(|line| {
+            columns
+                .iter()
+                .zip(line.split('|'))
+                .map(|(column, value)| (column.to_string(), value.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// SHOW POOLS on the PgBouncer on `port`, for `dbname`: (client connections, server
+/// connections) at this moment, in every state.
+fn pool(port: u16, dbname: &str) -> (usize, usize) {
+    let count = |row: &HashMap<String, String>, prefix: &str| -> usize {
+        row.iter()
+            .filter(|(column, _)| column.starts_with(prefix))
+            .filter_map(|(_, value)| value.parse::<usize>().ok())
+            .sum()
+    };
+    show(port, "POOLS")
+        .iter()
+        .filter(|row| row.get("database").map(String::as_str) == Some(dbname))
+        .map(|row| (count(row, "cl_"), count(row, "sv_")))
+        .fold((0, 0), |(cl, sv), (c, s)| (cl + c, sv + s))
+}
+
+/// Loads penny.sql into the database at `url` with `penny init-db`.
+fn init_db(url: &str) {
+    let output = run_penny(&["init-db"], &[("DATABASE_URL", url)], None);
+    assert!(
+        output.status.success(),
+        "penny init-db failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn start_penny(url: &str, pool_size: &str) -> RunningPenny {
+    RunningPenny::start(
+        &["--bind", "127.0.0.1:0"],
+        &[("DATABASE_URL", url), ("PENNY_POOL_SIZE", pool_size)],
+        None,
+    )
+}
+
+/// Penny's log lines at WARN or ERROR.
+fn complaints(penny: &RunningPenny) -> Vec<String> {
+    penny
+        .stdout()
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn kernighan() -> Vec<Vec<String>> {
+    [
+        ["234", "Kernighan", "The C Programming Language"],
+        ["123", "Kernighan", "The Practice of Programming"],
+    ]
+    .iter()
+    .map(|row| row.iter().map(|cell| cell.to_string()).collect())
+    .collect()
+}
+
+/// Checks one response to one of the load's requests; None when it is right.
+fn wrong(path: &str, status: StatusCode, body: &str, rows: Vec<Vec<String>>) -> Option<String> {
+    if status != StatusCode::OK {
+        return Some(format!("{path}: {status}: {body}"));
+    }
+    let right = match path {
+        "/searchresults?author=ker" => rows == kernighan(),
+        "/searchresults?author=zz" => {
+            rows.is_empty() && body.contains("Books by zz:") && body.contains("(None)")
+        }
+        "/api/books?author=s" => {
+            serde_json::from_str::<serde_json::Value>(body).ok()
+                == Some(serde_json::json!([
+                    {"isbn": "345", "author": "Sedgewick", "title": "Algorithms in C"}
+                ]))
+        }
+        "/healthz" => body == "ok\n",
+        _ => unreachable!("{path}"),
+    };
+    (!right).then(|| format!("{path}: wrong answer: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
+    if !can_run() {
+        return;
+    }
+    let server = PgServer::shared();
+    let bouncer = PgBouncer::start(server.port);
+    let dbname = server.create_database();
+    let url = bouncer.url(&dbname, "pgbouncer=true&sslmode=disable");
+    init_db(&url);
+    let pennies = [start_penny(&url, "5"), start_penny(&url, "5")];
+    let addrs = [pennies[0].addr, pennies[1].addr];
+
+    // The server's and PgBouncer's view of the connections, sampled while the load runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (done, dbname, port) = (done.clone(), dbname.clone(), bouncer.port);
+        move || {
+            let mut most = Sample::default();
+            loop {
+                let backends = PgServer::shared().psql(
+                    "postgres",
+                    &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'"),
+                );
+                let (clients, servers) = pool(port, &dbname);
+                most.backends = most.backends.max(backends.parse().unwrap());
+                most.clients = most.clients.max(clients);
+                most.servers = most.servers.max(servers);
+                most.samples += 1;
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            most
+        }
+    });
+
+    const PATHS: [&str; 4] = [
+        "/searchresults?author=ker",
+        "/api/books?author=s",
+        "/searchresults?author=zz",
+        "/healthz",
+    ];
+    let (tasks, per_task) = (16, 50);
+    let started = Instant::now();
+    let load: Vec<_> = (0..tasks)
+        .map(|task| {
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                for i in 0..per_task {
+                    let addr = addrs[(task + i) % 2];
+                    let path = PATHS[(task + i / 2) % PATHS.len()];
+                    let response = get(addr, path, &[]).await;
+                    let rows = response.table_rows();
+                    errors.extend(wrong(path, response.status, &response.body, rows));
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for task in load {
+        match task.await {
+            Ok(task_errors) => errors.extend(task_errors),
+            Err(err) => errors.push(format!("a client task failed: {err}")),
+        }
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let most = sampler.join().unwrap();
+
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests went wrong, e.g. {:#?}\npenny 1: {}\npenny 2: {}\npgbouncer: {}",
+        errors.len(),
+        tasks * per_task,
+        &errors[..errors.len().min(5)],
+        pennies[0].stdout(),
+        pennies[1].stdout(),
+        bouncer.log()
+    );
+    for penny in &pennies {
+        assert_eq!(complaints(penny), Vec::<String>::new());
+    }
+
+    // The point of the exercise: more clients than server connections, and never more than
+    // SERVER_POOL server connections, as the server, PgBouncer's log and its console all say.
+    let (most_open, opened) = bouncer.server_connections(&dbname);
+    let (clients, servers) = bouncer.pool(&dbname);
+    let backends: usize = server
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'"),
+        )
+        .parse()
+        .unwrap();
+    eprintln!(
+        "{} requests through 2 pennies and PgBouncer in {elapsed:?}, all right. \
+         Sampled {} times: at most {} backends, {} PgBouncer clients, {} PgBouncer server \
+         connections; PgBouncer's log: at most {most_open} open at once, {opened} opened; \
+         at the end {clients} clients, {servers} server connections, {backends} backends",
+        tasks * per_task,
+        most.samples,
+        most.backends,
+        most.clients,
+        most.servers,
+    );
+    assert!(
+        (1..=SERVER_POOL).contains(&most.backends) && backends <= SERVER_POOL,
+        "the server saw {} connections to {dbname} at once ({backends} at the end)",
+        most.backends
+    );
+    assert!(
+        (1..=SERVER_POOL).contains(&most_open),
+        "PgBouncer had {most_open} server connections to {dbname} at once ({opened} opened): {}",
+        bouncer.log()
+    );
+    assert!(
+        most.servers <= SERVER_POOL && servers <= SERVER_POOL,
+        "SHOW POOLS counted {} server connections to {dbname} ({servers} at the end)",
+        most.servers
+    );
+    assert!(
+        most.clients.max(clients) > SERVER_POOL,
+        "the pennies never had more connections to PgBouncer ({}) than it has to the server",
+        most.clients.max(clients)
+    );
+}
+
+/// The most of each count seen while sampling.
+#[derive(Default)]
+struct Sample {
+    /// Backends the server had for the test's database (pg_stat_activity).
+    backends: usize,
+    /// Client connections PgBouncer had for it, in every state (SHOW POOLS).
+    clients: usize,
+    /// Server connections PgBouncer had for it, in every state (SHOW POOLS).
+    servers: usize,
+    samples: usize,
+}
+
+/// The statement names of the searches the server executed in `dbname`, in order, from its
+/// log (`execute <unnamed>: SELECT …` or `execute s3: SELECT …`), once at least `at_least`
+/// are there (or after 5 s).
+fn executed_searches(server: &PgServer, dbname: &str, at_least: usize) -> Vec<String> {
+    let tag = format!(" db={dbname} ");
+    let searches = || -> Vec<String> {
+        server
+            .log()
+            .lines()
+            .filter(|line| line.contains(&tag))
+            .filter_map(|line| line.split_once(" LOG:  execute ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split_once(": "))
+            .filter(|(_, sql)| sql.starts_with("SELECT coalesce(isbn, ''), author"))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    };
+    wait_until(Duration::from_secs(5), || searches().len() >= at_least);
+    searches()
+}
+
+/// Every statement the server executed in `dbname` through the extended protocol, by name.
+fn executed_statements(server: &PgServer, dbname: &str) -> BTreeMap<String, usize> {
+    let tag = format!(" db={dbname} ");
+    let mut names = BTreeMap::new();
+    for line in server.log().lines().filter(|line| line.contains(&tag)) {
+        if let Some((_, rest)) = line.split_once(" LOG:  execute ") {
+            let name = rest.split_once(": ").map_or(rest, |(name, _)| name);
+            *names.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    names
+}
+
+/// Runs `searches` searches for "ker" on `penny`, each answered with both Kernighans.
+async fn search_kernighan(penny: &RunningPenny, searches: usize) {
+    for _ in 0..searches {
+        let page = get(penny.addr, "/searchresults?author=ker", &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(page.table_rows(), kernighan());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_statements_are_kept_off_the_pgbouncer_path() {
+    if !can_run() {
+        return;
+    }
+    let server = PgServer::shared();
+    let bouncer = PgBouncer::start(server.port);
+    const SEARCHES: usize = 4;
+
+    // Through PgBouncer: every search is the unnamed statement, parsed afresh each time.
+    let via_bouncer = server.create_database();
+    server.psql(
+        "postgres",
+        &format!("ALTER DATABASE {via_bouncer} SET log_statement = 'all'"),
+    );
+    let url = bouncer.url(&via_bouncer, "pgbouncer=true&sslmode=disable");
+    init_db(&url);
+    let penny = start_penny(&url, "2");
+    search_kernighan(&penny, SEARCHES).await;
+    let searches = executed_searches(server, &via_bouncer, SEARCHES);
+    assert_eq!(
+        searches,
+        vec!["<unnamed>"; SEARCHES],
+        "the searches through PgBouncer, by statement name"
+    );
+    let statements = executed_statements(server, &via_bouncer);
+    assert_eq!(
+        statements.keys().collect::<Vec<_>>(),
+        ["<unnamed>"],
+        "every statement executed through PgBouncer, by name"
+    );
+    assert_eq!(complaints(&penny), Vec::<String>::new());
+
+    // Directly: one connection prepares the search once, as a named statement, and reuses it.
+    let direct = server.create_database();
+    server.psql(
+        "postgres",
+        &format!("ALTER DATABASE {direct} SET log_statement = 'all'"),
+    );
+    let url = server.url(&direct, "sslmode=disable");
+    init_db(&url);
+    let penny = start_penny(&url, "1");
+    search_kernighan(&penny, SEARCHES).await;
+    let searches = executed_searches(server, &direct, SEARCHES);
+    assert_eq!(searches.len(), SEARCHES, "{searches:?}");
+    let name = &searches[0];
+    assert!(
+        name.strip_prefix('s')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        "a direct search runs a named statement, not {name:?}"
+    );
+    assert_eq!(
+        searches,
+        vec![name.clone(); SEARCHES],
+        "the direct searches reuse one prepared statement"
+    );
+    assert_eq!(complaints(&penny), Vec::<String>::new());
+}
