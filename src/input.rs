@@ -1,8 +1,10 @@
 //! Outside input made safe: the query string, the author typed into the form and the
 //! `prev_author` cookie. Everything here is pure and rejects what it cannot read exactly.
 
+use crate::db::{Cursor, Position};
 use cookie::{Cookie, SameSite};
 use hyper::header::{COOKIE, HeaderMap, HeaderValue};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// The longest author name a search accepts, in characters.
 pub const MAX_AUTHOR_CHARS: usize = 100;
@@ -21,25 +23,89 @@ pub enum InputError {
     Nul,
     #[error("An author name can be at most 100 characters long.")]
     AuthorTooLong,
+    #[error("An author name cannot contain control characters.")]
+    ControlCharacter,
+    #[error("That page link is not valid: start a new search.")]
+    BadPageLink,
 }
 
-/// The value of the first `name=` parameter in a query string, decoded as a form would encode
-/// it (`+` is a space). Any malformed pair makes the whole query an error, not only `name`'s.
-pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, InputError> {
-    let mut found = None;
+/// A search as the query string asks for it: `author`, and `after` or `before` for a page
+/// other than the first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Search {
+    pub author: String,
+    pub position: Position,
+}
+
+/// The search in a query string; `None` when the author is blank or missing. Each parameter is
+/// decoded once, in one pass; a malformed pair anywhere makes the whole query an error.
+pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
+    let (mut author, mut after, mut before) = (None, None, None);
     for pair in query
         .unwrap_or("")
         .split('&')
         .filter(|pair| !pair.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode_component(key)?;
-        let value = decode_component(value)?;
-        if found.is_none() && key == name {
-            found = Some(value);
+        let (key, value) = (decode_component(key)?, decode_component(value)?);
+        let slot = match key.as_str() {
+            "author" => &mut author,
+            "after" => &mut after,
+            "before" => &mut before,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
         }
     }
-    Ok(found)
+    let Some(author) = author
+        .as_deref()
+        .map(str::trim)
+        .filter(|author| !author.is_empty())
+    else {
+        return Ok(None);
+    };
+    if author.chars().count() > MAX_AUTHOR_CHARS {
+        return Err(InputError::AuthorTooLong);
+    }
+    if author.chars().any(|c| c.is_control() || is_noncharacter(c)) {
+        return Err(InputError::ControlCharacter);
+    }
+    let position = match (after, before) {
+        (None, None) => Position::First,
+        (Some(after), None) => Position::After(cursor(&after)?),
+        (None, Some(before)) => Position::Before(cursor(&before)?),
+        (Some(_), Some(_)) => return Err(InputError::BadPageLink),
+    };
+    Ok(Some(Search {
+        author: author.to_owned(),
+        position,
+    }))
+}
+
+/// Unicode's noncharacters (U+FDD0..U+FDEF, and the last two code points of every plane):
+/// never text anyone types.
+fn is_noncharacter(c: char) -> bool {
+    ('\u{FDD0}'..='\u{FDEF}').contains(&c) || (c as u32) & 0xFFFE == 0xFFFE
+}
+
+fn cursor(raw: &str) -> Result<Cursor, InputError> {
+    const MAX_CURSOR_BYTES: usize = 4096;
+    if raw.len() > MAX_CURSOR_BYTES {
+        return Err(InputError::BadPageLink);
+    }
+    serde_json::from_str(raw).map_err(|_| InputError::BadPageLink)
+}
+
+/// The link to another page of the search for `author` at `path`: `after` or `before` the
+/// book `cursor` names.
+pub fn page_link(path: &str, author: &str, direction: &str, cursor: &Cursor) -> String {
+    let cursor = serde_json::to_string(cursor).expect("a cursor serializes to JSON");
+    format!(
+        "{path}?author={}&{direction}={}",
+        utf8_percent_encode(author, NON_ALPHANUMERIC),
+        utf8_percent_encode(&cursor, NON_ALPHANUMERIC)
+    )
 }
 
 fn decode_component(raw: &str) -> Result<String, InputError> {
@@ -62,18 +128,6 @@ fn percent_decode_strict(raw: &str) -> Result<String, InputError> {
         return Err(InputError::Nul);
     }
     Ok(decoded.into_owned())
-}
-
-/// The author to search for: `author` trimmed, or `None` when blank or missing.
-pub fn author(query: Option<&str>) -> Result<Option<String>, InputError> {
-    let Some(author) = query_param(query, "author")? else {
-        return Ok(None);
-    };
-    let author = author.trim();
-    if author.chars().count() > MAX_AUTHOR_CHARS {
-        return Err(InputError::AuthorTooLong);
-    }
-    Ok((!author.is_empty()).then(|| author.to_owned()))
 }
 
 /// The previous search from the `prev_author` cookie. A cookie that does not decode, or holds
@@ -119,51 +173,90 @@ mod tests {
         headers
     }
 
+    fn author(query: &str) -> Result<Option<String>, InputError> {
+        search(Some(query)).map(|search| search.map(|search| search.author))
+    }
+
     #[test]
-    fn query_params_decode_like_a_form() {
-        let query = Some("x=1&author=K%C3%A9r+nighan&author=second");
-        assert_eq!(query_param(query, "author"), Ok(Some("Kér nighan".into())));
-        assert_eq!(query_param(query, "title"), Ok(None));
+    fn queries_decode_like_a_form() {
         assert_eq!(
-            query_param(Some("author"), "author"),
-            Ok(Some(String::new()))
+            author("x=1&author=K%C3%A9r+nighan&author=second"),
+            Ok(Some("Kér nighan".into()))
         );
-        assert_eq!(query_param(None, "author"), Ok(None));
+        assert_eq!(author("title=x"), Ok(None));
+        assert_eq!(author("author"), Ok(None));
+        assert_eq!(search(None), Ok(None));
     }
 
     #[test]
     fn malformed_queries_are_errors_wherever_they_are() {
-        for bad in ["author=%", "author=%4", "author=%zz", "other=%g1&author=x"] {
-            assert_eq!(
-                query_param(Some(bad), "author"),
-                Err(InputError::MalformedEscape),
-                "{bad}"
-            );
+        for bad in [
+            "author=%",
+            "author=%4",
+            "author=%zz",
+            "other=%g1&author=x",
+            "a%=1&author=x",
+        ] {
+            assert_eq!(author(bad), Err(InputError::MalformedEscape), "{bad}");
         }
+        assert_eq!(author("author=%FF"), Err(InputError::InvalidUtf8));
+        assert_eq!(author("author=a%00b"), Err(InputError::Nul));
+        assert_eq!(author("author=a%0Ab"), Err(InputError::ControlCharacter));
         assert_eq!(
-            query_param(Some("author=%FF"), "author"),
-            Err(InputError::InvalidUtf8)
-        );
-        assert_eq!(
-            query_param(Some("author=a%00b"), "author"),
-            Err(InputError::Nul)
+            author("author=a%EF%BF%BF"),
+            Err(InputError::ControlCharacter)
         );
     }
 
     #[test]
     fn authors_are_trimmed_and_blank_is_none() {
-        assert_eq!(author(Some("author=+%20Ker%09")), Ok(Some("Ker".into())));
-        assert_eq!(author(Some("author=+++")), Ok(None));
-        assert_eq!(author(Some("")), Ok(None));
+        assert_eq!(author("author=+%20Ker%09"), Ok(Some("Ker".into())));
+        assert_eq!(author("author=+++"), Ok(None));
+        assert_eq!(author(""), Ok(None));
     }
 
     #[test]
     fn authors_over_a_hundred_characters_are_refused() {
         let exactly = "é".repeat(100);
-        let query = format!("author={exactly}");
-        assert_eq!(author(Some(&query)), Ok(Some(exactly)));
+        assert_eq!(author(&format!("author={exactly}")), Ok(Some(exactly)));
         let query = format!("author={}", "é".repeat(101));
-        assert_eq!(author(Some(&query)), Err(InputError::AuthorTooLong));
+        assert_eq!(author(&query), Err(InputError::AuthorTooLong));
+    }
+
+    #[test]
+    fn page_links_round_trip_and_tampered_ones_are_refused() {
+        let cursor = Cursor {
+            author: "O'Brien & Søn".into(),
+            title: "50% \"off\"".into(),
+            isbn: "1".into(),
+        };
+        let link = page_link("/searchresults", "o'b", "after", &cursor);
+        let query = link.split_once('?').unwrap().1;
+        assert_eq!(
+            search(Some(query)),
+            Ok(Some(Search {
+                author: "o'b".into(),
+                position: Position::After(cursor.clone()),
+            }))
+        );
+        let query = page_link("/x", "o", "before", &cursor);
+        let position = search(Some(query.split_once('?').unwrap().1))
+            .unwrap()
+            .unwrap()
+            .position;
+        assert_eq!(position, Position::Before(cursor));
+        for bad in [
+            "after=x",
+            "after=%5B%5D",
+            "after=1",
+            "before=%7B%7D",
+            "after=null",
+        ] {
+            let query = format!("author=k&{bad}");
+            assert_eq!(search(Some(&query)), Err(InputError::BadPageLink), "{bad}");
+        }
+        let both = r#"author=k&after={"author":"a","title":"b","isbn":"c"}&before={"author":"a","title":"b","isbn":"c"}"#;
+        assert_eq!(search(Some(both)), Err(InputError::BadPageLink));
     }
 
     #[test]

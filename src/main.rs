@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use penny::config::Config;
-use penny::db::Db;
+use penny::db::{Db, Position};
 use penny::routes::App;
 use penny::server::{self, ServerOptions};
 use std::net::SocketAddr;
@@ -140,12 +140,21 @@ async fn books(author: &str) -> anyhow::Result<()> {
     );
     let config = Config::from_env()?;
     let db = Db::open(&config.database, &config.pool).await?;
-    let books = db.search_books(author).await?;
-    if books.is_empty() {
-        println!("(None)");
+    let mut position = Position::First;
+    let mut printed = false;
+    loop {
+        let page = db.search_books(author, &position).await?;
+        for book in &page.books {
+            println!("{}\t{}\t{}", book.isbn, book.author, book.title);
+            printed = true;
+        }
+        match page.next {
+            Some(last) => position = Position::After(last),
+            None => break,
+        }
     }
-    for book in books {
-        println!("{}\t{}\t{}", book.isbn, book.author, book.title);
+    if !printed {
+        println!("(None)");
     }
     Ok(())
 }

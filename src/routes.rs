@@ -2,10 +2,10 @@
 //! errors into pages (or JSON under /api/) and adds the security headers, so it cannot fail.
 
 use crate::assets;
-use crate::db::Db;
+use crate::db::{Db, Page};
 use crate::error::AppError;
 use crate::input;
-use crate::views::{self, Greeting};
+use crate::views::{self, Greeting, PageLinks};
 use bytes::Bytes;
 use chrono::{Local, Timelike};
 use http_body_util::Full;
@@ -97,27 +97,58 @@ fn search_form<B>(req: &Request<B>) -> Response<Body> {
 }
 
 async fn search_results<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
-    let Some(author) = input::author(req.uri().query())? else {
+    let Some(search) = input::search(req.uri().query())? else {
         let prev_author = input::prev_author(req.headers());
         let notice = AppError::NoAuthor;
         let page = views::search_form(prev_author.as_deref(), Some(&notice.to_string()), &now());
         return Ok(html(notice.status(), page));
     };
-    let books = app.db.search_books(&author).await?;
-    let mut response = html(
-        StatusCode::OK,
-        views::search_results(&author, &books, &now()),
-    );
-    let cookie = input::prev_author_cookie(&author, came_over_https(req.headers()));
+    let page = app
+        .db
+        .search_books(&search.author, &search.position)
+        .await?;
+    let links = page_links("/searchresults", &search.author, &page);
+    let view = views::search_results(&search.author, &page.books, &links, &now());
+    let mut response = html(StatusCode::OK, view);
+    let cookie = input::prev_author_cookie(&search.author, came_over_https(req.headers()));
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
 async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
-    let author = input::author(req.uri().query())?.ok_or(AppError::NoAuthor)?;
-    let books = app.db.search_books(&author).await?;
-    let body = serde_json::to_vec(&books).expect("books serialize to JSON");
-    Ok(json(StatusCode::OK, body))
+    let search = input::search(req.uri().query())?.ok_or(AppError::NoAuthor)?;
+    let page = app
+        .db
+        .search_books(&search.author, &search.position)
+        .await?;
+    let body = serde_json::to_vec(&page.books).expect("books serialize to JSON");
+    let mut response = json(StatusCode::OK, body);
+    let links = page_links("/api/books", &search.author, &page);
+    let link_header = [("prev", &links.previous), ("next", &links.next)]
+        .into_iter()
+        .filter_map(|(rel, href)| Some(format!("<{}>; rel=\"{rel}\"", href.as_ref()?)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !link_header.is_empty() {
+        let value =
+            HeaderValue::try_from(link_header).expect("page links are percent-encoded ASCII");
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
+}
+
+/// The links to the pages before and after `page` of the search for `author` at `path`.
+fn page_links(path: &str, author: &str, page: &Page) -> PageLinks {
+    PageLinks {
+        previous: page
+            .previous
+            .as_ref()
+            .map(|cursor| input::page_link(path, author, "before", cursor)),
+        next: page
+            .next
+            .as_ref()
+            .map(|cursor| input::page_link(path, author, "after", cursor)),
+    }
 }
 
 async fn healthz(app: &App) -> Response<Body> {

@@ -63,8 +63,15 @@ pub fn search_form(prev_author: Option<&str>, notice: Option<&str>, now: &str) -
     layout("Author Search · Penny.com", body, now)
 }
 
-/// The books by `author`.
-pub fn search_results(author: &str, books: &[Book], now: &str) -> Markup {
+/// Where the pages around a page of results are, if there are any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageLinks {
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A page of the books by `author`.
+pub fn search_results(author: &str, books: &[Book], links: &PageLinks, now: &str) -> Markup {
     let body = html! {
         h1 { "Author Search Results" }
         p { "Books by " (author) ":" }
@@ -79,6 +86,16 @@ pub fn search_results(author: &str, books: &[Book], now: &str) -> Markup {
                             tr { td { (book.isbn) } td { (book.author) } td { (book.title) } }
                         }
                     }
+                }
+            }
+        }
+        @if links.previous.is_some() || links.next.is_some() {
+            nav.pages aria-label="Pages of results" {
+                @if let Some(previous) = &links.previous {
+                    a rel="prev" href=(previous) { "← Previous" }
+                }
+                @if let Some(next) = &links.next {
+                    a rel="next" href=(next) { "Next →" }
                 }
             }
         }
@@ -143,7 +160,9 @@ mod tests {
 
     #[test]
     fn visitor_and_database_text_is_escaped() {
-        let page = search_results("<script>x</script>", &[book("<i>")], "now").into_string();
+        let links = PageLinks::default();
+        let page =
+            search_results("<script>x</script>", &[book("<i>")], &links, "now").into_string();
         assert!(
             page.contains("Books by &lt;script&gt;x&lt;/script&gt;:"),
             "{page}"
@@ -158,9 +177,25 @@ mod tests {
     }
 
     #[test]
+    fn page_links_appear_only_where_there_is_a_page() {
+        let none = search_results("x", &[book("a")], &PageLinks::default(), "now").into_string();
+        assert!(!none.contains("rel=\"next\"") && !none.contains("rel=\"prev\""));
+        let links = PageLinks {
+            previous: None,
+            next: Some("/searchresults?author=x&after=%7B%7D".into()),
+        };
+        let page = search_results("x", &[book("a")], &links, "now").into_string();
+        assert!(
+            page.contains(r#"<a rel="next" href="/searchresults?author=x&amp;after=%7B%7D">"#),
+            "{page}"
+        );
+        assert!(!page.contains("rel=\"prev\""));
+    }
+
+    #[test]
     fn no_books_and_no_previous_search_read_none() {
         assert!(
-            search_results("x", &[], "now")
+            search_results("x", &[], &PageLinks::default(), "now")
                 .into_string()
                 .contains("(None)")
         );

@@ -59,7 +59,45 @@ suite! {
         search_treats_percent_underscore_and_backslash_as_literals,
         search_orders_by_author_then_title_then_isbn,
         search_ignores_case_of_ascii_letters_only,
+        results_come_fifty_to_a_page_with_links_both_ways,
+        exactly_fifty_matches_make_one_page_and_fifty_one_make_two,
+        a_page_beyond_the_end_is_empty_and_not_an_error,
+        tampered_page_links_are_refused_with_400,
+        the_json_api_pages_with_a_link_header,
     ]
+}
+
+/// Adds `count` books by authors "{prefix} 000", "{prefix} 001", …
+async fn add_numbered(app: &TestApp, prefix: &str, count: usize) {
+    let books: Vec<(String, String, String)> = (0..count)
+        .map(|i| {
+            (
+                format!("{prefix}-{i:04}"),
+                format!("{prefix} {i:03}"),
+                format!("Title {i}"),
+            )
+        })
+        .collect();
+    let books: Vec<(&str, &str, &str)> = books
+        .iter()
+        .map(|(isbn, author, title)| (isbn.as_str(), author.as_str(), title.as_str()))
+        .collect();
+    app.add_books(&books).await;
+}
+
+/// The href of the link with `rel` on a results page, unescaped.
+fn link(page: &common::TestResponse, rel: &str) -> Option<String> {
+    let marker = format!(r#"rel="{rel}" href=""#);
+    let start = page.body.find(&marker)? + marker.len();
+    let end = start + page.body[start..].find('"').unwrap();
+    Some(page.body[start..end].replace("&amp;", "&"))
+}
+
+fn isbns(page: &common::TestResponse) -> Vec<String> {
+    page.table_rows()
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
 }
 
 async fn home_page_greets_and_links_to_the_search_form(backend: Backend) {
@@ -597,4 +635,124 @@ async fn search_ignores_case_of_ascii_letters_only(backend: Backend) {
     assert_eq!(books[0]["isbn"], "800");
     let response = app.get("/api/books?author=%C3%89mile+z").await;
     assert!(response.body.contains("Germinal"), "{}", response.body);
+}
+
+async fn results_come_fifty_to_a_page_with_links_both_ways(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Pager", 120).await;
+    let expected: Vec<String> = (0..120).map(|i| format!("Pager-{i:04}")).collect();
+
+    let first = app.get("/searchresults?author=pager").await;
+    assert_eq!(isbns(&first), expected[..50]);
+    assert_eq!(link(&first, "prev"), None);
+    let second = app.get(&link(&first, "next").expect("a next link")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(isbns(&second), expected[50..100]);
+    assert!(
+        second.text().contains("Books by pager:"),
+        "{}",
+        second.text()
+    );
+    let third = app.get(&link(&second, "next").unwrap()).await;
+    assert_eq!(isbns(&third), expected[100..]);
+    assert_eq!(link(&third, "next"), None, "the last page has no next");
+
+    let back = app
+        .get(&link(&third, "prev").expect("a previous link"))
+        .await;
+    assert_eq!(isbns(&back), expected[50..100]);
+    let start = app.get(&link(&back, "prev").unwrap()).await;
+    assert_eq!(isbns(&start), expected[..50]);
+    assert_eq!(link(&start, "prev"), None, "back at the first page");
+}
+
+async fn exactly_fifty_matches_make_one_page_and_fifty_one_make_two(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Exact", 50).await;
+    add_numbered(&app, "Over", 51).await;
+    let exact = app.get("/searchresults?author=exact").await;
+    assert_eq!(isbns(&exact).len(), 50);
+    assert_eq!((link(&exact, "next"), link(&exact, "prev")), (None, None));
+
+    let over = app.get("/searchresults?author=over").await;
+    assert_eq!(isbns(&over).len(), 50);
+    let last = app.get(&link(&over, "next").expect("a second page")).await;
+    assert_eq!(isbns(&last), ["Over-0050"]);
+    assert_eq!(link(&last, "next"), None);
+}
+
+async fn a_page_beyond_the_end_is_empty_and_not_an_error(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Tail", 3).await;
+    let after_last = r#"{"author":"Tail 002","title":"Title 2","isbn":"Tail-0002"}"#;
+    let path = format!("/searchresults?author=tail&after={}", encode(after_last));
+    let page = app.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("(None)"), "{}", page.text());
+    assert_eq!(link(&page, "next"), None);
+    let far = r#"{"author":"zzz","title":"","isbn":""}"#;
+    let api = app
+        .get(&format!("/api/books?author=tail&after={}", encode(far)))
+        .await;
+    assert_eq!((api.status, api.body.as_str()), (StatusCode::OK, "[]"));
+}
+
+async fn tampered_page_links_are_refused_with_400(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let both = format!("after={}&before={}", encode("{}"), encode("{}"));
+    for cursor in [
+        "after=garbage",
+        "after=%5B1%2C2%5D",
+        "before=%7B%22author%22%3A1%7D",
+        &both,
+    ] {
+        for path in ["/searchresults", "/api/books"] {
+            let response = app.get(&format!("{path}?author=ker&{cursor}")).await;
+            assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path} {cursor}");
+            assert!(
+                response.body.contains("page link is not valid"),
+                "{}",
+                response.body
+            );
+        }
+    }
+    let huge = format!("after={}", "x".repeat(5000));
+    let response = app.get(&format!("/searchresults?author=ker&{huge}")).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+}
+
+async fn the_json_api_pages_with_a_link_header(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Api", 75).await;
+    let first = app.get("/api/books?author=api").await;
+    let books: Vec<serde_json::Value> = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(books.len(), 50);
+    assert_eq!(books[0]["isbn"], "Api-0000");
+    let header = first.header("link").to_string();
+    assert!(
+        header.starts_with("</api/books?author=api&after="),
+        "{header}"
+    );
+    assert!(header.ends_with(r#">; rel="next""#), "{header}");
+    let next = &header[1..header.find('>').unwrap()];
+    let second = app.get(next).await;
+    let books: Vec<serde_json::Value> = serde_json::from_str(&second.body).unwrap();
+    assert_eq!(books.len(), 25);
+    assert_eq!(books[0]["isbn"], "Api-0050");
+    let header = second.header("link");
+    assert!(
+        header.contains(r#"rel="prev""#) && !header.contains(r#"rel="next""#),
+        "{header}"
+    );
+    assert!(
+        app.get("/api/books?author=ker")
+            .await
+            .headers
+            .get("link")
+            .is_none()
+    );
+}
+
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

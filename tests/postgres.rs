@@ -8,7 +8,7 @@ use common::postgres::{PASSWORD, PgServer, available, can_start_servers};
 use common::{RunningPenny, run_penny};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
-use penny::db::{Book, Db};
+use penny::db::{Book, Db, Position};
 use std::time::{Duration, Instant};
 
 /// A database with penny.sql loaded, on `server`; returns its URL (plain TCP).
@@ -408,7 +408,11 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
     server.psql(dbname, "VACUUM ANALYZE books");
 
     // One author prefix in a hundred: selective enough that the planner prefers the index.
-    let plan = db.explain_search("KerSed").await.unwrap().join("\n");
+    let plan = db
+        .explain_search("KerSed", &Position::First)
+        .await
+        .unwrap()
+        .join("\n");
     assert!(
         plan.contains("Index Only Scan using books_author_search")
             || plan.contains("Index Scan using books_author_search"),
@@ -418,5 +422,37 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
         !plan.contains("Seq Scan") && !plan.contains("Sort"),
         "{plan}"
     );
-    assert_eq!(db.search_books("kersed").await.unwrap().len(), 200);
+    let first = db.search_books("kersed", &Position::First).await.unwrap();
+    assert_eq!(first.books.len(), 50);
+
+    // A page deep into the matches starts its index scan at its cursor: it reads about a page.
+    let deep = db.search_books("k", &Position::First).await.unwrap();
+    let mut position = Position::After(deep.next.unwrap());
+    for _ in 0..20 {
+        let page = db.search_books("k", &position).await.unwrap();
+        position = Position::After(page.next.unwrap());
+    }
+    for position in [
+        position.clone(),
+        Position::Before(match &position {
+            Position::After(cursor) => cursor.clone(),
+            _ => unreachable!(),
+        }),
+    ] {
+        let plan = db.explain_search("k", &position).await.unwrap().join("\n");
+        assert!(
+            plan.contains("Index Only Scan") || plan.contains("Index Scan"),
+            "{plan}"
+        );
+        assert!(plan.contains("actual rows=51"), "{plan}");
+        let removed: u64 = plan
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("Rows Removed by Filter: "))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum();
+        assert!(
+            removed < 100,
+            "read {removed} rows only to skip them: {plan}"
+        );
+    }
 }

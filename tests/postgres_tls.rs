@@ -8,7 +8,7 @@ use common::postgres::{PASSWORD, PgServer};
 use common::{RunningPenny, get};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
-use penny::db::Db;
+use penny::db::{Db, Position};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -84,7 +84,11 @@ async fn search_and_check_tls(server: &PgServer, dbname: &str, url: &str, ssl: &
     )
     .await
     .unwrap();
-    let books = db.search_books("ker").await.expect("the search works");
+    let books = db
+        .search_books("ker", &Position::First)
+        .await
+        .expect("the search works")
+        .books;
     assert_eq!(books.len(), 2, "{books:?}");
     assert!(books.iter().all(|book| book.author == "Kernighan"));
     assert_every_connection(server, dbname, ssl, url);

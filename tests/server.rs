@@ -6,7 +6,7 @@ mod common;
 use common::{Backend, TestApp, TestDb};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
-use penny::db::Db;
+use penny::db::{Db, Position};
 use penny::server::ServerOptions;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -205,9 +205,10 @@ async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
         .await
         .unwrap();
     let mut books: Vec<(String, String, String)> = bundled
-        .search_books("")
+        .search_books("", &Position::First)
         .await
         .unwrap()
+        .books
         .into_iter()
         .map(|book| (book.isbn, book.author, book.title))
         .collect();
@@ -219,7 +220,12 @@ async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
 async fn the_search_is_an_index_range_scan_on_every_sqlite_database() {
     for backend in [Backend::Bundled, Backend::SqliteFile] {
         let db = TestDb::create(backend).await;
-        let plan = db.db.explain_search("Ker").await.unwrap().join("\n");
+        let plan = db
+            .db
+            .explain_search("Ker", &Position::First)
+            .await
+            .unwrap()
+            .join("\n");
         assert!(
             plan.contains(
                 "SEARCH books USING COVERING INDEX books_author_search (<expr>>? AND <expr><?)"
@@ -242,4 +248,46 @@ async fn the_read_only_demo_refuses_writes_clearly() {
         .err()
         .expect("the demo cannot be loaded into");
     assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
+    let db = TestDb::create(Backend::SqliteFile).await;
+    let books = (0..20_000)
+        .map(|i| penny::db::Book {
+            isbn: format!("{i:06}"),
+            author: format!("Deep {i:06}"),
+            title: "T".into(),
+        })
+        .collect();
+    db.db.add_books(books).await.unwrap();
+    let steps = |plan: Vec<String>| -> u64 {
+        let last = plan.last().unwrap().clone();
+        let words: Vec<&str> = last.split(' ').collect();
+        assert_eq!(words[1], "51", "a full page and one more: {last}");
+        words[4].parse().unwrap()
+    };
+    let first = steps(
+        db.db
+            .explain_search("deep", &Position::First)
+            .await
+            .unwrap(),
+    );
+    let cursor = |i: usize| penny::db::Cursor {
+        author: format!("Deep {i:06}"),
+        title: "T".into(),
+        isbn: format!("{i:06}"),
+    };
+    for position in [
+        Position::After(cursor(10_000)),
+        Position::After(cursor(19_000)),
+        Position::Before(cursor(19_500)),
+        Position::Before(cursor(500)),
+    ] {
+        let deep = steps(db.db.explain_search("deep", &position).await.unwrap());
+        assert!(
+            deep < first * 3,
+            "{position:?}: {deep} steps against {first} for the first page"
+        );
+    }
 }

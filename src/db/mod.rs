@@ -5,7 +5,7 @@ mod postgres;
 mod sqlite;
 
 use crate::config::{DatabaseUrl, PoolConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,6 +49,50 @@ enum Backend {
     Postgres(postgres::PostgresDb),
 }
 
+/// The most books a page of results shows.
+pub const PAGE_SIZE: usize = 50;
+
+/// A book's place in the search's order (author ignoring case, author, title, ISBN): where a
+/// page starts or ends. Travels in page links as a JSON array.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub author: String,
+    pub title: String,
+    pub isbn: String,
+}
+
+impl From<&Book> for Cursor {
+    fn from(book: &Book) -> Cursor {
+        Cursor {
+            author: book.author.clone(),
+            title: book.title.clone(),
+            isbn: book.isbn.clone(),
+        }
+    }
+}
+
+/// Which page of a search: keyset pagination, so that a page deep into a million matches
+/// costs the same as the first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Position {
+    #[default]
+    First,
+    /// The page of books that come right after this one.
+    After(Cursor),
+    /// The page of books that come right before this one.
+    Before(Cursor),
+}
+
+/// One page of a search, with where the pages around it start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub books: Vec<Book>,
+    /// For a "Previous" link: the page before is `Position::Before(previous)`.
+    pub previous: Option<Cursor>,
+    /// For a "Next" link: the page after is `Position::After(next)`.
+    pub next: Option<Cursor>,
+}
+
 /// The penny.sql shipped with this build: the schema and its three books.
 pub const SCHEMA: &str = include_str!("../../penny.sql");
 
@@ -57,8 +101,7 @@ pub const SCHEMA: &str = include_str!("../../penny.sql");
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorRange {
     pub from: String,
-    /// `None` when no string is greater than every string with the prefix (it is all U+10FFFF).
-    pub to: Option<String>,
+    pub to: String,
 }
 
 impl AuthorRange {
@@ -68,19 +111,49 @@ impl AuthorRange {
         let from = prefix.to_ascii_lowercase();
         let mut to = from.clone();
         // The smallest string greater than every extension of the prefix: bump the last
-        // character that can be bumped and drop what follows it.
-        let to = loop {
+        // character that can be bumped and drop what follows it. Only a prefix made of U+10FFFF
+        // alone (a noncharacter, which no search accepts) or the empty one has no such string;
+        // for those the range ends at U+10FFFF.
+        loop {
             match to.pop() {
-                None => break None,
                 Some(last) => {
                     if let Some(next) = next_char(last) {
                         to.push(next);
-                        break Some(to);
+                        break;
                     }
                 }
+                None => {
+                    to = format!("{from}{}", char::MAX);
+                    break;
+                }
             }
-        };
+        }
         AuthorRange { from, to }
+    }
+}
+
+impl AuthorRange {
+    /// The range narrowed to where a page at `position` can be, so that the index scan starts
+    /// at the cursor rather than at the start of the prefix: a page deep into many matches
+    /// reads only about a page of rows. (The row comparison in the SQL does the rest; neither
+    /// SQLite nor PostgreSQL starts an index scan at it by itself here.)
+    fn around(mut self, position: &Position) -> AuthorRange {
+        match position {
+            Position::First => {}
+            Position::After(cursor) => {
+                let start = cursor.author.to_ascii_lowercase();
+                if start > self.from {
+                    self.from = start;
+                }
+            }
+            Position::Before(cursor) => {
+                let end = AuthorRange::starting_with(&cursor.author).to;
+                if end < self.to {
+                    self.to = end;
+                }
+            }
+        }
+        self
     }
 }
 
@@ -152,14 +225,18 @@ impl Db {
         result
     }
 
-    /// The books whose author starts with `prefix` (ASCII case ignored), ordered by author
-    /// (case ignored, then exact), title and ISBN.
-    pub async fn search_books(&self, prefix: &str) -> Result<Vec<Book>, DbError> {
-        let range = AuthorRange::starting_with(prefix);
-        self.observe(match &self.backend {
-            Backend::Sqlite(db) => db.search_books(range).await,
-            Backend::Postgres(db) => db.search_books(range).await,
-        })
+    /// A page of the books whose author starts with `prefix` (ASCII case ignored), ordered by
+    /// author (case ignored, then exact), title and ISBN. Reads at most one row more than a page.
+    pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
+        let range = AuthorRange::starting_with(prefix).around(position);
+        let rows = self.observe(match &self.backend {
+            Backend::Sqlite(db) => {
+                db.search_books(range, position.clone(), PAGE_SIZE + 1)
+                    .await
+            }
+            Backend::Postgres(db) => db.search_books(&range, position, PAGE_SIZE + 1).await,
+        })?;
+        Ok(page(rows, position))
     }
 
     /// Adds `books` in one transaction; an ISBN already present is left as it is.
@@ -170,12 +247,17 @@ impl Db {
         })
     }
 
-    /// The database's plan for a search, one line per step, to show which index it uses.
-    pub async fn explain_search(&self, prefix: &str) -> Result<Vec<String>, DbError> {
-        let range = AuthorRange::starting_with(prefix);
+    /// How the database runs a search: its plan, one line per step, to show which index it uses,
+    /// and how much it read doing so (the search is run).
+    pub async fn explain_search(
+        &self,
+        prefix: &str,
+        position: &Position,
+    ) -> Result<Vec<String>, DbError> {
+        let range = AuthorRange::starting_with(prefix).around(position);
         self.observe(match &self.backend {
-            Backend::Sqlite(db) => db.explain_search(range).await,
-            Backend::Postgres(db) => db.explain_search(range).await,
+            Backend::Sqlite(db) => db.explain_search(range, position.clone()).await,
+            Backend::Postgres(db) => db.explain_search(&range, position).await,
         })
     }
 
@@ -195,6 +277,28 @@ impl Db {
             Backend::Sqlite(db) => db.load_schema(script).await,
             Backend::Postgres(db) => db.load_schema(script).await,
         })
+    }
+}
+
+/// Makes a page of `rows`, up to one more than a page, as the backend read them for `position`
+/// (for `Before`, in reverse order).
+fn page(mut rows: Vec<Book>, position: &Position) -> Page {
+    let more = rows.len() > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE);
+    if matches!(position, Position::Before(_)) {
+        rows.reverse();
+    }
+    let first = rows.first().map(Cursor::from);
+    let last = rows.last().map(Cursor::from);
+    let (previous, next) = match position {
+        Position::First => (None, last.filter(|_| more)),
+        Position::After(_) => (first, last.filter(|_| more)),
+        Position::Before(_) => (first.filter(|_| more), last),
+    };
+    Page {
+        books: rows,
+        previous,
+        next,
     }
 }
 
@@ -245,18 +349,15 @@ mod tests {
     fn a_prefix_range_ends_just_past_the_prefix() {
         let range = AuthorRange::starting_with("Ker");
         assert_eq!(range.from, "ker");
-        assert_eq!(range.to.as_deref(), Some("kes"));
+        assert_eq!(range.to, "kes");
     }
 
     #[test]
     fn wildcards_are_ordinary_characters_in_a_range() {
         let range = AuthorRange::starting_with("50%");
-        assert_eq!(
-            (range.from.as_str(), range.to.as_deref()),
-            ("50%", Some("50&"))
-        );
+        assert_eq!((range.from.as_str(), range.to.as_str()), ("50%", "50&"));
         let range = AuthorRange::starting_with("a_\\");
-        assert_eq!(range.to.as_deref(), Some("a_]"));
+        assert_eq!(range.to, "a_]");
     }
 
     #[test]
@@ -267,12 +368,59 @@ mod tests {
     #[test]
     fn the_last_characters_that_cannot_grow_are_dropped() {
         let range = AuthorRange::starting_with("a\u{10FFFF}");
-        assert_eq!(range.to.as_deref(), Some("b"));
-        assert_eq!(AuthorRange::starting_with("\u{10FFFF}").to, None);
+        assert_eq!(range.to, "b");
+        assert_eq!(AuthorRange::starting_with("").to, "\u{10FFFF}");
+        assert_eq!(AuthorRange::starting_with("\u{D7FF}").to, "\u{E000}");
+    }
+
+    fn books(n: usize) -> Vec<Book> {
+        (0..n)
+            .map(|i| Book {
+                isbn: format!("{i:03}"),
+                author: "A".into(),
+                title: "T".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_page_links_onward_only_when_a_row_is_left_over() {
+        let full = page(books(PAGE_SIZE + 1), &Position::First);
+        assert_eq!(full.books.len(), PAGE_SIZE);
+        assert_eq!(full.previous, None);
+        assert_eq!(full.next.unwrap().isbn, format!("{:03}", PAGE_SIZE - 1));
+        let exact = page(books(PAGE_SIZE), &Position::First);
+        assert_eq!((exact.books.len(), exact.next), (PAGE_SIZE, None));
+    }
+
+    #[test]
+    fn a_page_read_backwards_is_put_in_order() {
+        let mut rows = books(PAGE_SIZE + 1);
+        rows.reverse();
+        let cursor = Cursor::from(&rows[0]);
+        let before = page(rows, &Position::Before(cursor));
+        assert_eq!(before.books.first().unwrap().isbn, "001");
+        assert_eq!(before.previous.unwrap().isbn, "001");
+        assert_eq!(before.next.unwrap().isbn, format!("{PAGE_SIZE:03}"));
+    }
+
+    #[test]
+    fn a_page_range_starts_or_ends_at_its_cursor() {
+        let cursor = Cursor {
+            author: "Kernighan".into(),
+            title: "T".into(),
+            isbn: "1".into(),
+        };
+        let range = AuthorRange::starting_with("k");
+        let after = range.clone().around(&Position::After(cursor.clone()));
+        assert_eq!((after.from.as_str(), after.to.as_str()), ("kernighan", "l"));
+        let before = range.clone().around(&Position::Before(cursor.clone()));
         assert_eq!(
-            AuthorRange::starting_with("\u{D7FF}").to.as_deref(),
-            Some("\u{E000}")
+            (before.from.as_str(), before.to.as_str()),
+            ("k", "kernighao")
         );
+        let outside = AuthorRange::starting_with("s").around(&Position::After(cursor));
+        assert_eq!((outside.from.as_str(), outside.to.as_str()), ("s", "t"));
     }
 
     #[test]

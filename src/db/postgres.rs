@@ -2,7 +2,7 @@
 //! Postgres directly, each connection prepares the search once and reuses it; through PgBouncer
 //! in transaction mode, every query is a single unnamed statement instead.
 
-use super::{AuthorRange, Book, DbError, cause_chain};
+use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, cause_chain};
 use crate::config::{PoolConfig, PostgresUrl, SslMode};
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
@@ -17,7 +17,7 @@ use rustls::{
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OnceCell, watch};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -27,12 +27,34 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 const SEARCH_INDEX: &str = r#"CREATE INDEX IF NOT EXISTS books_author_search ON books
     (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")"#;
 
-const SEARCH: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
+const FIRST: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
     WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
-    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C""#;
-const SEARCH_TO_END: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
-    WHERE lower(author COLLATE "C") >= $1
-    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C""#;
+    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C"
+    LIMIT $3"#;
+const AFTER: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
+    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
+    AND (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
+        > (lower($4 COLLATE "C"), $4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C")
+    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C"
+    LIMIT $3"#;
+const BEFORE: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
+    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
+    AND (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
+        < (lower($4 COLLATE "C"), $4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C")
+    ORDER BY lower(author COLLATE "C") DESC, author COLLATE "C" DESC, title COLLATE "C" DESC,
+        isbn COLLATE "C" DESC
+    LIMIT $3"#;
+
+/// The parameter types of FIRST, and of AFTER and BEFORE.
+const FIRST_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::INT8];
+const CURSOR_TYPES: [Type; 6] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
 
 const PING: &str = "SELECT 1 FROM books LIMIT 1";
 
@@ -122,15 +144,26 @@ impl PostgresDb {
         }
     }
 
-    pub async fn search_books(&self, range: AuthorRange) -> Result<Vec<Book>, DbError> {
-        let rows = with_connection!(self, |conn| conn.search(&range))?;
+    /// Up to `limit` rows from `position` on, in the query's order (backwards for `Before`).
+    pub async fn search_books(
+        &self,
+        range: &AuthorRange,
+        position: &Position,
+        limit: usize,
+    ) -> Result<Vec<Book>, DbError> {
+        let rows = with_connection!(self, |conn| conn.search(range, position, limit))?;
         Ok(rows.iter().map(book).collect())
     }
 
-    pub async fn explain_search(&self, range: AuthorRange) -> Result<Vec<String>, DbError> {
-        let to = range.to.unwrap_or_default();
-        let explain = format!("EXPLAIN {SEARCH}");
-        let params = [(&range.from as _, Type::TEXT), (&to as _, Type::TEXT)];
+    pub async fn explain_search(
+        &self,
+        range: &AuthorRange,
+        position: &Position,
+    ) -> Result<Vec<String>, DbError> {
+        let (sql, cursor) = search_sql(position);
+        let explain = format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}");
+        let limit = (PAGE_SIZE + 1) as i64;
+        let params = search_params(range, &limit, cursor);
         let rows = with_connection!(self, |conn| conn.client.query_typed(&explain, &params))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
@@ -180,8 +213,9 @@ pub struct Conn {
 }
 
 struct Statements {
-    search: Statement,
-    search_to_end: Statement,
+    first: Statement,
+    after: Statement,
+    before: Statement,
 }
 
 impl Conn {
@@ -189,40 +223,71 @@ impl Conn {
         if !self.prepare {
             return Ok(None);
         }
+        let client = &self.client;
         let statements = self
             .statements
             .get_or_try_init(async || {
                 Ok::<_, tokio_postgres::Error>(Statements {
-                    search: self
-                        .client
-                        .prepare_typed(SEARCH, &[Type::TEXT, Type::TEXT])
-                        .await?,
-                    search_to_end: self
-                        .client
-                        .prepare_typed(SEARCH_TO_END, &[Type::TEXT])
-                        .await?,
+                    first: client.prepare_typed(FIRST, &FIRST_TYPES).await?,
+                    after: client.prepare_typed(AFTER, &CURSOR_TYPES).await?,
+                    before: client.prepare_typed(BEFORE, &CURSOR_TYPES).await?,
                 })
             })
             .await?;
         Ok(Some(statements))
     }
 
-    async fn search(&self, range: &AuthorRange) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let client = &self.client;
-        match (self.statements().await?, &range.to) {
-            (Some(prepared), Some(to)) => client.query(&prepared.search, &[&range.from, to]).await,
-            (Some(prepared), None) => client.query(&prepared.search_to_end, &[&range.from]).await,
-            (None, Some(to)) => {
-                let params = [(&range.from as _, Type::TEXT), (to as _, Type::TEXT)];
-                client.query_typed(SEARCH, &params).await
+    async fn search(
+        &self,
+        range: &AuthorRange,
+        position: &Position,
+        limit: usize,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let limit = limit as i64;
+        let (sql, cursor) = search_sql(position);
+        let params = search_params(range, &limit, cursor);
+        match self.statements().await? {
+            Some(prepared) => {
+                let statement = match position {
+                    Position::First => &prepared.first,
+                    Position::After(_) => &prepared.after,
+                    Position::Before(_) => &prepared.before,
+                };
+                let values: Vec<_> = params.iter().map(|(value, _)| *value).collect();
+                self.client.query(statement, &values).await
             }
-            (None, None) => {
-                client
-                    .query_typed(SEARCH_TO_END, &[(&range.from, Type::TEXT)])
-                    .await
-            }
+            None => self.client.query_typed(sql, &params).await,
         }
     }
+}
+
+fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
+    match position {
+        Position::First => (FIRST, None),
+        Position::After(cursor) => (AFTER, Some(cursor)),
+        Position::Before(cursor) => (BEFORE, Some(cursor)),
+    }
+}
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// The search's parameters with their types: $1 to $3, and $4 to $6 from the cursor.
+fn search_params<'a>(
+    range: &'a AuthorRange,
+    limit: &'a i64,
+    cursor: Option<&'a Cursor>,
+) -> Vec<Param<'a>> {
+    let mut params: Vec<Param<'a>> = vec![
+        (&range.from, Type::TEXT),
+        (&range.to, Type::TEXT),
+        (limit, Type::INT8),
+    ];
+    if let Some(cursor) = cursor {
+        params.push((&cursor.author, Type::TEXT));
+        params.push((&cursor.title, Type::TEXT));
+        params.push((&cursor.isbn, Type::TEXT));
+    }
+    params
 }
 
 /// bb8-postgres's manager, plus the statements each new connection prepares.

@@ -1,7 +1,7 @@
 //! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
 //! pool, so a slow disk or a busy lock never stalls the async workers.
 
-use super::{AuthorRange, Book, DbError};
+use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position};
 use crate::config::PoolConfig;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -15,13 +15,19 @@ static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite")
 /// The index the search needs; `penny init-db` adds it after penny.sql.
 const SEARCH_INDEX: &str = include_str!("sqlite_index.sql");
 
-// The ORDER BY matches the index's columns, so rows come out of the index already sorted.
-const SEARCH: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
+// The ORDER BY matches the index's columns, so rows come out of the index already sorted, and
+// a page is a range scan that stops after LIMIT rows, however many books match.
+const FIRST: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
      WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     ORDER BY lower(author), author, title, isbn";
-const SEARCH_TO_END: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
-     WHERE lower(author) >= ?1 \
-     ORDER BY lower(author), author, title, isbn";
+     ORDER BY lower(author), author, title, isbn LIMIT ?3";
+const AFTER: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
+     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
+     AND (lower(author), author, title, isbn) > (lower(?4), ?4, ?5, ?6) \
+     ORDER BY lower(author), author, title, isbn LIMIT ?3";
+const BEFORE: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
+     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
+     AND (lower(author), author, title, isbn) < (lower(?4), ?4, ?5, ?6) \
+     ORDER BY lower(author) DESC, author DESC, title DESC, isbn DESC LIMIT ?3";
 
 /// A pool of SQLite connections. Cheap to clone.
 #[derive(Clone)]
@@ -100,27 +106,70 @@ impl SqliteDb {
         .map_err(|err| DbError::Query(err.into()))?
     }
 
-    pub async fn search_books(&self, range: AuthorRange) -> Result<Vec<Book>, DbError> {
-        self.run(move |conn| match &range.to {
-            Some(to) => conn
-                .prepare_cached(SEARCH)?
-                .query_map(params![range.from, to], book)?
-                .collect(),
-            None => conn
-                .prepare_cached(SEARCH_TO_END)?
-                .query_map(params![range.from], book)?
-                .collect(),
+    /// Up to `limit` rows from `position` on, in the query's order (backwards for `Before`).
+    pub async fn search_books(
+        &self,
+        range: AuthorRange,
+        position: Position,
+        limit: usize,
+    ) -> Result<Vec<Book>, DbError> {
+        self.run(move |conn| {
+            let (sql, cursor) = search_sql(&position);
+            let mut statement = conn.prepare_cached(sql)?;
+            let limit = limit as i64;
+            let rows = match cursor {
+                None => statement.query_map(params![range.from, range.to, limit], book)?,
+                Some(c) => statement.query_map(
+                    params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                    book,
+                )?,
+            };
+            rows.collect()
         })
         .await
     }
 
-    pub async fn explain_search(&self, range: AuthorRange) -> Result<Vec<String>, DbError> {
+    /// The query plan, then the work running the search took, in SQLite's virtual machine
+    /// steps (which grow with the rows read).
+    pub async fn explain_search(
+        &self,
+        range: AuthorRange,
+        position: Position,
+    ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
-            let sql = format!("EXPLAIN QUERY PLAN {SEARCH}");
-            let to = range.to.unwrap_or_default();
-            conn.prepare(&sql)?
-                .query_map(params![range.from, to], |row| row.get(3))?
-                .collect()
+            let (sql, cursor) = search_sql(&position);
+            let limit = (PAGE_SIZE + 1) as i64;
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut lines: Vec<String> = match cursor {
+                None => conn
+                    .prepare(&explain)?
+                    .query_map(params![range.from, range.to, limit], |row| row.get(3))?
+                    .collect::<Result<_, _>>()?,
+                Some(c) => conn
+                    .prepare(&explain)?
+                    .query_map(
+                        params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                        |row| row.get(3),
+                    )?
+                    .collect::<Result<_, _>>()?,
+            };
+            let mut statement = conn.prepare(sql)?;
+            let rows = match cursor {
+                None => statement
+                    .query_map(params![range.from, range.to, limit], book)?
+                    .count(),
+                Some(c) => statement
+                    .query_map(
+                        params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                        book,
+                    )?
+                    .count(),
+            };
+            let steps = statement.get_status(rusqlite::StatementStatus::VmStep);
+            lines.push(format!(
+                "returned {rows} rows in {steps} virtual machine steps"
+            ));
+            Ok(lines)
         })
         .await
     }
@@ -158,6 +207,14 @@ impl SqliteDb {
             tx.commit()
         })
         .await
+    }
+}
+
+fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
+    match position {
+        Position::First => (FIRST, None),
+        Position::After(cursor) => (AFTER, Some(cursor)),
+        Position::Before(cursor) => (BEFORE, Some(cursor)),
     }
 }
 
