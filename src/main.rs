@@ -6,6 +6,7 @@ use penny::config::Config;
 use penny::db::{Db, Position};
 use penny::routes::App;
 use penny::server::{self, ServerOptions};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +31,12 @@ enum Command {
     Books {
         /// The start of the author's name; case is ignored.
         author: String,
+    },
+    /// Add COUNT synthetic books (the same ones every time) to the database DATABASE_URL names,
+    /// for load tests. Books already there are kept.
+    LoadSynthetic {
+        /// How many books, e.g. 1000000.
+        count: u64,
     },
     /// Load penny.sql into the database DATABASE_URL names, creating a SQLite file if needed.
     InitDb {
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Books { author }) => books(&author).await,
             Some(Command::InitDb { reset }) => init_db(reset).await,
+            Some(Command::LoadSynthetic { count }) => load_synthetic(count).await,
         }
     });
     // Blocking-pool threads idle in r2d2 must not hold the exit up.
@@ -140,22 +148,38 @@ async fn books(author: &str) -> anyhow::Result<()> {
     );
     let config = Config::from_env()?;
     let db = Db::open(&config.database, &config.pool).await?;
+    let mut out = std::io::stdout().lock();
     let mut position = Position::First;
     let mut printed = false;
-    loop {
+    let written = loop {
         let page = db.search_books(author, &position).await?;
-        for book in &page.books {
-            println!("{}\t{}\t{}", book.isbn, book.author, book.title);
+        let lines = page.books.iter().try_for_each(|book| {
             printed = true;
+            writeln!(out, "{}\t{}\t{}", book.isbn, book.author, book.title)
+        });
+        match (lines, page.next) {
+            (Ok(()), Some(last)) => position = Position::After(last),
+            (result, _) => break result,
         }
-        match page.next {
-            Some(last) => position = Position::After(last),
-            None => break,
-        }
+    };
+    let written = written.and_then(|()| if printed { Ok(()) } else { writeln!(out, "(None)") });
+    match written {
+        // Piped into `head`, say: the reader has all it wants.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("cannot write to stdout"),
     }
-    if !printed {
-        println!("(None)");
-    }
+}
+
+async fn load_synthetic(count: u64) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let db = Db::open_for_schema(&config.database, &config.pool).await?;
+    let started = std::time::Instant::now();
+    db.load_synthetic(count).await?;
+    println!(
+        "{count} synthetic books are in {} ({:.1} s)",
+        config.database.describe(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

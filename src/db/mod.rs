@@ -3,6 +3,7 @@
 
 mod postgres;
 mod sqlite;
+pub mod synthetic;
 
 use crate::config::{DatabaseUrl, PoolConfig};
 use serde::{Deserialize, Serialize};
@@ -244,6 +245,15 @@ impl Db {
         self.observe(match &self.backend {
             Backend::Sqlite(db) => db.add_books(books).await,
             Backend::Postgres(db) => db.add_books(books).await,
+        })
+    }
+
+    /// Loads `count` synthetic books (see `synthetic`) in bulk: COPY on PostgreSQL, one
+    /// transaction on SQLite. Books already there are left as they are, so it can be rerun.
+    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.load_synthetic(count).await,
+            Backend::Postgres(db) => db.load_synthetic(count).await,
         })
     }
 

@@ -2,7 +2,8 @@
 //! Postgres directly, each connection prepares the search once and reuses it; through PgBouncer
 //! in transaction mode, every query is a single unnamed statement instead.
 
-use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, cause_chain};
+use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, cause_chain, synthetic};
+use futures_util::SinkExt;
 use crate::config::{PoolConfig, PostgresUrl, SslMode};
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
@@ -182,6 +183,42 @@ impl PostgresDb {
                       ON CONFLICT DO NOTHING";
         with_connection!(self, |conn| conn.client.query_typed(insert, &params))?;
         Ok(())
+    }
+
+    /// COPY into a temporary table, then one INSERT that skips ISBNs already present.
+    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+        let mut conn = self.checkout().await?;
+        let tx = conn.client.transaction().await.map_err(classify)?;
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE synthetic_books (isbn text, author text, title text) \
+             ON COMMIT DROP",
+        )
+        .await
+        .map_err(classify)?;
+        let sink = tx
+            .copy_in("COPY synthetic_books (isbn, author, title) FROM STDIN")
+            .await
+            .map_err(classify)?;
+        let mut sink = std::pin::pin!(sink);
+        let mut index = 0;
+        while index < count {
+            let mut chunk = String::with_capacity(1 << 20);
+            let end = count.min(index + 10_000);
+            for book in (index..end).map(synthetic::book) {
+                // Generated text has no tab, newline or backslash to escape.
+                chunk.push_str(&format!("{}\t{}\t{}\n", book.isbn, book.author, book.title));
+            }
+            index = end;
+            sink.send(bytes::Bytes::from(chunk)).await.map_err(classify)?;
+        }
+        sink.as_mut().finish().await.map_err(classify)?;
+        tx.batch_execute(
+            "INSERT INTO books (isbn, author, title) SELECT * FROM synthetic_books \
+             ON CONFLICT DO NOTHING; ANALYZE books",
+        )
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {

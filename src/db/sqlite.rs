@@ -1,7 +1,7 @@
 //! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
 //! pool, so a slow disk or a busy lock never stalls the async workers.
 
-use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position};
+use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, synthetic};
 use crate::config::PoolConfig;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -186,6 +186,25 @@ impl SqliteDb {
                     insert.execute(params![book.isbn, book.author, book.title])?;
                 }
             }
+            tx.commit()
+        })
+        .await
+    }
+
+    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO books (isbn, author, title) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT DO NOTHING",
+                )?;
+                for index in 0..count {
+                    let book = synthetic::book(index);
+                    insert.execute(params![book.isbn, book.author, book.title])?;
+                }
+            }
+            tx.execute_batch("ANALYZE books")?;
             tx.commit()
         })
         .await
