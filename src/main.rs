@@ -82,7 +82,11 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
+    // Log lines go through a channel to a thread of their own, which writes whatever has queued
+    // up in one system call: no request waits on stdout, and a busy server does not make one
+    // write per line.
+    let buffered_stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking(buffered_stdout);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

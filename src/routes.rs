@@ -81,11 +81,8 @@ async fn dispatch<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppE
 }
 
 fn home() -> Response<Body> {
-    let now = Local::now();
-    html(
-        StatusCode::OK,
-        views::home(Greeting::at_hour(now.hour()), &format_time(now)),
-    )
+    let (now, hour) = local_time();
+    html(StatusCode::OK, views::home(Greeting::at_hour(hour), &now))
 }
 
 fn search_form<B>(req: &Request<B>) -> Response<Body> {
@@ -270,10 +267,28 @@ fn add_security_headers(headers: &mut HeaderMap) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-fn now() -> String {
-    format_time(Local::now())
+/// The server's local time as the pages show it, and its hour. Reading the time zone and
+/// formatting cost more than the rest of a page, so each thread does it once a second.
+fn local_time() -> (String, u32) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String, u32)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new(), 0))
+        };
+    }
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    LAST.with_borrow_mut(|(last, text, hour)| {
+        if *last != second {
+            let time = Local::now();
+            *text = time.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string();
+            *hour = time.hour();
+            *last = second;
+        }
+        (text.clone(), *hour)
+    })
 }
 
-fn format_time(time: chrono::DateTime<Local>) -> String {
-    time.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string()
+fn now() -> String {
+    local_time().0
 }
