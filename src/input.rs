@@ -68,7 +68,7 @@ pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
     if author.chars().count() > MAX_AUTHOR_CHARS {
         return Err(InputError::AuthorTooLong);
     }
-    if author.chars().any(|c| c.is_control() || is_noncharacter(c)) {
+    if !is_plain_text(author) {
         return Err(InputError::ControlCharacter);
     }
     let position = match (after, before) {
@@ -94,7 +94,18 @@ fn cursor(raw: &str) -> Result<Cursor, InputError> {
     if raw.len() > MAX_CURSOR_BYTES {
         return Err(InputError::BadPageLink);
     }
-    serde_json::from_str(raw).map_err(|_| InputError::BadPageLink)
+    let cursor: Cursor = serde_json::from_str(raw).map_err(|_| InputError::BadPageLink)?;
+    // JSON can spell what the query string may not (a NUL as \u0000): check the text again.
+    let fields = [&cursor.author, &cursor.title, &cursor.isbn];
+    if fields.iter().any(|field| !is_plain_text(field)) {
+        return Err(InputError::BadPageLink);
+    }
+    Ok(cursor)
+}
+
+/// No control characters and no noncharacters: text that could have been typed.
+fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || is_noncharacter(c))
 }
 
 /// The link to another page of the search for `author` at `path`: `after` or `before` the
@@ -146,7 +157,7 @@ pub fn prev_author(headers: &HeaderMap) -> Option<String> {
             !trimmed.is_empty()
                 && trimmed.len() == value.len()
                 && value.chars().count() <= MAX_AUTHOR_CHARS
-                && !value.contains('\0')
+                && is_plain_text(value)
         })
 }
 
@@ -300,6 +311,7 @@ mod tests {
     fn malformed_or_implausible_cookies_are_ignored() {
         assert_eq!(prev_author(&headers("prev_author=%FF")), None);
         assert_eq!(prev_author(&headers("prev_author=%")), None);
+        assert_eq!(prev_author(&headers("prev_author=a%0D%0Ab")), None);
         assert_eq!(prev_author(&headers("prev_author=%zz")), None);
         assert_eq!(prev_author(&headers("prev_author=a%00")), None);
         assert_eq!(prev_author(&headers("prev_author=")), None);
