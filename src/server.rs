@@ -72,7 +72,9 @@ pub async fn serve(
                 let response = routes::handle(&app, &req).await;
                 tracing::info!(
                     method = %req.method(),
-                    path = req.uri().path(),
+                    // Display, not Debug: a path is printable ASCII (hyper refuses anything
+                    // else), so there is nothing to escape.
+                    path = %req.uri().path(),
                     status = response.status().as_u16(),
                     micros = started.elapsed().as_micros() as u64,
                     request_id = req.headers().get("x-request-id").and_then(|id| id.to_str().ok()),

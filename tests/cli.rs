@@ -217,7 +217,7 @@ async fn each_request_is_logged_with_method_path_status_and_request_id() {
         .expect(&log);
     for part in [
         "method=GET",
-        "path=\"/searchresults\"",
+        "path=/searchresults ",
         "status=200",
         "micros=",
     ] {

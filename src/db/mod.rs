@@ -231,10 +231,7 @@ impl Db {
     pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
         let range = AuthorRange::starting_with(prefix).around(position);
         let rows = self.observe(match &self.backend {
-            Backend::Sqlite(db) => {
-                db.search_books(range, position.clone(), PAGE_SIZE + 1)
-                    .await
-            }
+            Backend::Sqlite(db) => db.search_books(range, position.clone()).await,
             Backend::Postgres(db) => db.search_books(&range, position, PAGE_SIZE + 1).await,
         })?;
         Ok(page(rows, position))

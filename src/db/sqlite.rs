@@ -1,7 +1,7 @@
 //! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
 //! pool, so a slow disk or a busy lock never stalls the async workers.
 
-use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, synthetic};
+use super::{AuthorRange, Book, Cursor, DbError, Position, synthetic};
 use crate::config::PoolConfig;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -16,18 +16,20 @@ static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite")
 const SEARCH_INDEX: &str = include_str!("sqlite_index.sql");
 
 // The ORDER BY matches the index's columns, so rows come out of the index already sorted, and
-// a page is a range scan that stops after LIMIT rows, however many books match.
+// a page is a range scan that stops after LIMIT rows, however many books match. The LIMIT is
+// written out (PAGE_SIZE + 1, checked by a test): SQLite plans by a bound LIMIT's value, so
+// binding one marks the cached statement stale, and it was parsed again for every search.
 const FIRST: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
      WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     ORDER BY lower(author), author, title, isbn LIMIT ?3";
+     ORDER BY lower(author), author, title, isbn LIMIT 51";
 const AFTER: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
      WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     AND (lower(author), author, title, isbn) > (lower(?4), ?4, ?5, ?6) \
-     ORDER BY lower(author), author, title, isbn LIMIT ?3";
+     AND (lower(author), author, title, isbn) > (lower(?3), ?3, ?4, ?5) \
+     ORDER BY lower(author), author, title, isbn LIMIT 51";
 const BEFORE: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
      WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     AND (lower(author), author, title, isbn) < (lower(?4), ?4, ?5, ?6) \
-     ORDER BY lower(author) DESC, author DESC, title DESC, isbn DESC LIMIT ?3";
+     AND (lower(author), author, title, isbn) < (lower(?3), ?3, ?4, ?5) \
+     ORDER BY lower(author) DESC, author DESC, title DESC, isbn DESC LIMIT 51";
 
 /// A pool of SQLite connections. Cheap to clone.
 #[derive(Clone)]
@@ -106,21 +108,20 @@ impl SqliteDb {
         .map_err(|err| DbError::Query(err.into()))?
     }
 
-    /// Up to `limit` rows from `position` on, in the query's order (backwards for `Before`).
+    /// Up to a page and one more row from `position` on, in the query's order (backwards for
+    /// `Before`).
     pub async fn search_books(
         &self,
         range: AuthorRange,
         position: Position,
-        limit: usize,
     ) -> Result<Vec<Book>, DbError> {
         self.run(move |conn| {
             let (sql, cursor) = search_sql(&position);
             let mut statement = conn.prepare_cached(sql)?;
-            let limit = limit as i64;
             let rows = match cursor {
-                None => statement.query_map(params![range.from, range.to, limit], book)?,
+                None => statement.query_map(params![range.from, range.to], book)?,
                 Some(c) => statement.query_map(
-                    params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                    params![range.from, range.to, c.author, c.title, c.isbn],
                     book,
                 )?,
             };
@@ -138,17 +139,16 @@ impl SqliteDb {
     ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
             let (sql, cursor) = search_sql(&position);
-            let limit = (PAGE_SIZE + 1) as i64;
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let mut lines: Vec<String> = match cursor {
                 None => conn
                     .prepare(&explain)?
-                    .query_map(params![range.from, range.to, limit], |row| row.get(3))?
+                    .query_map(params![range.from, range.to], |row| row.get(3))?
                     .collect::<Result<_, _>>()?,
                 Some(c) => conn
                     .prepare(&explain)?
                     .query_map(
-                        params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                        params![range.from, range.to, c.author, c.title, c.isbn],
                         |row| row.get(3),
                     )?
                     .collect::<Result<_, _>>()?,
@@ -156,11 +156,11 @@ impl SqliteDb {
             let mut statement = conn.prepare(sql)?;
             let rows = match cursor {
                 None => statement
-                    .query_map(params![range.from, range.to, limit], book)?
+                    .query_map(params![range.from, range.to], book)?
                     .count(),
                 Some(c) => statement
                     .query_map(
-                        params![range.from, range.to, limit, c.author, c.title, c.isbn],
+                        params![range.from, range.to, c.author, c.title, c.isbn],
                         book,
                     )?
                     .count(),
@@ -269,5 +269,19 @@ fn classify(err: rusqlite::Error) -> DbError {
             | DatabaseCorrupt,
         ) => DbError::Unavailable(err.into()),
         _ => DbError::Query(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::PAGE_SIZE;
+
+    #[test]
+    fn every_search_reads_one_row_more_than_a_page() {
+        let limit = format!("LIMIT {}", PAGE_SIZE + 1);
+        for sql in [FIRST, AFTER, BEFORE] {
+            assert!(sql.ends_with(&limit), "{sql}");
+        }
     }
 }
