@@ -166,7 +166,13 @@ async fn books(author: &str) -> anyhow::Result<()> {
             (result, _) => break result,
         }
     };
-    let written = written.and_then(|()| if printed { Ok(()) } else { writeln!(out, "(None)") });
+    let written = written.and_then(|()| {
+        if printed {
+            Ok(())
+        } else {
+            writeln!(out, "(None)")
+        }
+    });
     match written {
         // Piped into `head`, say: the reader has all it wants.
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -3,10 +3,10 @@
 //! in transaction mode, every query is a single unnamed statement instead.
 
 use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, cause_chain, synthetic};
-use futures_util::SinkExt;
 use crate::config::{PoolConfig, PostgresUrl, SslMode};
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
+use futures_util::SinkExt;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -209,7 +209,9 @@ impl PostgresDb {
                 chunk.push_str(&format!("{}\t{}\t{}\n", book.isbn, book.author, book.title));
             }
             index = end;
-            sink.send(bytes::Bytes::from(chunk)).await.map_err(classify)?;
+            sink.send(bytes::Bytes::from(chunk))
+                .await
+                .map_err(classify)?;
         }
         sink.as_mut().finish().await.map_err(classify)?;
         tx.batch_execute(

@@ -3,6 +3,7 @@
 
 use super::Book;
 
+#[rustfmt::skip]
 const FIRST_NAMES: [&str; 40] = [
     "Ada", "Alan", "Alice", "Barbara", "Bjarne", "Brian", "Carol", "Charles", "Dennis", "Donald",
     "Edsger", "Elena", "Frances", "Grace", "Guido", "Hedy", "Ivan", "Jean", "John", "Karen",
@@ -10,6 +11,7 @@ const FIRST_NAMES: [&str; 40] = [
     "Rob", "Shafi", "Sophie", "Tim", "Tony", "Ursula", "Valerie", "Whitfield", "Xiao", "Yukihiro",
 ];
 
+#[rustfmt::skip]
 const LAST_NAMES: [&str; 60] = [
     "Abelson", "Aho", "Backus", "Bentley", "Brooks", "Cerf", "Codd", "Conway", "Dijkstra",
     "Engelbart", "Feigenbaum", "Floyd", "Goldberg", "Gray", "Hamming", "Hartmanis", "Hoare",
@@ -20,6 +22,7 @@ const LAST_NAMES: [&str; 60] = [
     "Turing", "Ullman", "Valiant", "Wirth", "Wilkes", "Wing", "Yao", "Zuse", "Zhang", "Ziv",
 ];
 
+#[rustfmt::skip]
 const ADJECTIVES: [&str; 24] = [
     "Practical", "Elegant", "Concurrent", "Functional", "Distributed", "Modern", "Essential",
     "Applied", "Structured", "Portable", "Reliable", "Secure", "Parallel", "Incremental",
@@ -27,6 +30,7 @@ const ADJECTIVES: [&str; 24] = [
     "Quiet", "Unexpected",
 ];
 
+#[rustfmt::skip]
 const SUBJECTS: [&str; 30] = [
     "Algorithms", "Compilers", "Databases", "Networks", "Operating Systems", "Programming",
     "Type Systems", "Cryptography", "Graphics", "Interpreters", "Data Structures", "Testing",
@@ -40,16 +44,28 @@ const SUBJECTS: [&str; 30] = [
 pub fn book(index: u64) -> Book {
     let mut state = index;
     let mut pick = |n: usize| (splitmix64(&mut state) % n as u64) as usize;
-    let author = format!("{} {}", LAST_NAMES[pick(LAST_NAMES.len())], FIRST_NAMES[pick(FIRST_NAMES.len())]);
+    let author = format!(
+        "{} {}",
+        LAST_NAMES[pick(LAST_NAMES.len())],
+        FIRST_NAMES[pick(FIRST_NAMES.len())]
+    );
     let title = match pick(3) {
-        0 => format!("{} {}", ADJECTIVES[pick(ADJECTIVES.len())], SUBJECTS[pick(SUBJECTS.len())]),
+        0 => format!(
+            "{} {}",
+            ADJECTIVES[pick(ADJECTIVES.len())],
+            SUBJECTS[pick(SUBJECTS.len())]
+        ),
         1 => format!(
             "The {} of {}, Volume {}",
             SUBJECTS[pick(SUBJECTS.len())],
             SUBJECTS[pick(SUBJECTS.len())],
             1 + pick(9)
         ),
-        _ => format!("{} for the {} Programmer", SUBJECTS[pick(SUBJECTS.len())], ADJECTIVES[pick(ADJECTIVES.len())]),
+        _ => format!(
+            "{} for the {} Programmer",
+            SUBJECTS[pick(SUBJECTS.len())],
+            ADJECTIVES[pick(ADJECTIVES.len())]
+        ),
     };
     Book {
         isbn: isbn13(979_000_000_000 + index),
