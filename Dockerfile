@@ -1,0 +1,44 @@
+# Penny's image: a release build on Debian, then only what the binary needs on top of scratch
+# (its shared libraries, CA certificates for verify-full, and dash as /bin/sh, because Heroku
+# runs CMD and the release command through a shell). About 12 MB in all.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /penny
+
+# The dependencies, in a layer of their own: it is rebuilt only when Cargo.toml, Cargo.lock or
+# build.rs change, so a change to src/ alone rebuilds only Penny itself.
+COPY Cargo.toml Cargo.lock build.rs penny.sql ./
+COPY src/db/sqlite_index.sql src/db/
+RUN mkdir assets \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm src/main.rs src/lib.rs
+
+COPY assets assets
+COPY src src
+# touch: the sources copied in may be older than the placeholder build above.
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked \
+    && strip target/release/penny
+
+# The runtime file tree: the binary, the libraries it and dash link to, the loader, CA
+# certificates, and a user to run as.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN mkdir -p /rootfs/usr/local/bin /rootfs/bin /rootfs/etc/ssl/certs \
+    && cp target/release/penny /rootfs/usr/local/bin/penny \
+    && cp /bin/dash /rootfs/bin/sh \
+    && { ldd target/release/penny; ldd /bin/dash; } | grep -o '/[^ ]*' | sort -u \
+        | xargs -I{} cp -L --parents {} /rootfs/ \
+    && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
+    && echo 'penny:x:10001:10001:Penny:/nonexistent:/sbin/nologin' > /rootfs/etc/passwd \
+    && echo 'penny:x:10001:' > /rootfs/etc/group
+
+FROM scratch
+COPY --from=build /rootfs /
+ENV PATH=/usr/local/bin:/bin \
+    PORT=8000
+USER 10001:10001
+EXPOSE 8000
+# Exec form: Penny is PID 1 and gets SIGTERM itself (on Heroku, dash execs it in place).
+CMD ["penny"]
