@@ -6,8 +6,10 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /penny
 
 # The dependencies, in a layer of their own: it is rebuilt only when Cargo.toml, Cargo.lock or
-# build.rs change, so a change to src/ alone rebuilds only Penny itself.
+# build.rs change, so a change to src/ alone rebuilds only Penny itself. (benches/ comes along
+# because Cargo.toml names a benchmark in it; it is not built.)
 COPY Cargo.toml Cargo.lock build.rs penny.sql ./
+COPY benches benches
 COPY src/db/sqlite_index.sql src/db/
 RUN mkdir assets \
     && echo 'fn main() {}' > src/main.rs \

@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# Penny's benchmarks, from a clean checkout, in one command:
+#
+#     bash bench/run.sh              # the full run: 3 repeats, about 10 to 15 minutes on 2 cores
+#     bash bench/run.sh --quick      # a smoke run: every duration and repeat shortened
+#     bash bench/run.sh --repeats 5  # more repeats of every figure
+#
+# It builds Penny and benches/pooling.rs in release mode, starts a throwaway PostgreSQL (a temp
+# directory, a free port on 127.0.0.1, password authentication over TCP, run as the `postgres`
+# OS user when root) and a SQLite file, then measures:
+#
+#   1. the lecture's pooling table (benches/pooling.rs): the search 10,000 times with a new
+#      connection per call, one shared connection, Penny's bb8 pool, Penny's SQLite pool, 16
+#      concurrent tasks on the pool, and pgbench running Penny's exact query as the yardstick;
+#   2. HTTP with wrk (wrk on core 0, Penny on core 1): requests/s, p50, p99, errors and Penny's
+#      peak RSS for three pages on each backend, and the time from spawn to the first 200;
+#   3. scale: `penny load-synthetic 1000000` into a fresh PostgreSQL database and SQLite file,
+#      then the first page's latency for a prefix that matches many books.
+#
+# Each figure is repeated (3 times by default) and printed as its median and spread (min–max),
+# in one markdown table on stdout (progress goes to stderr); the table is also saved under
+# target/bench/. Everything it starts is stopped, and the temp directory removed, when it exits,
+# also on failure or Ctrl-C.
+#
+# Settings (environment; --quick changes the defaults shown second):
+#   BENCH_REPEATS          repeats of every figure                  3     | 1
+#   BENCH_ITERATIONS       searches per pooling line                10000 | 2000
+#   BENCH_NEW_CONN_CALLS   calls for line (a), scaled to ITERATIONS 2000  | 200
+#   BENCH_TASKS            concurrent tasks for line (e)            16
+#   BENCH_WRK_SECS         seconds per wrk run (HTTP)               10    | 2
+#   BENCH_STARTS           starts per start-up figure               10    | 5
+#   BENCH_SCALE_BOOKS      synthetic books for the scale part       1000000 | 100000
+#   BENCH_SCALE_SECS       seconds per wrk run (scale)              10    | 2
+#   BENCH_SCALE_PREFIX     the prefix searched at scale             Tur
+#   BENCH_LOAD_REPEATS     loads of the synthetic books per backend REPEATS
+#   BENCH_PARTS            which parts to run                       pooling http startup scale
+#   PENNY_POOL_SIZE        Penny's pool size, as in production     10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+QUICK=0
+REPEATS_ARG=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --repeats) [ $# -ge 2 ] || { echo "bench/run.sh: --repeats needs a number" >&2; exit 2; }
+               REPEATS_ARG=$2; shift ;;
+    --repeats=*) REPEATS_ARG=${1#*=} ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$QUICK" = 1 ]; then
+  d_repeats=1 d_iterations=2000 d_new_conn=200 d_wrk=2 d_starts=5 d_books=100000 d_scale=2
+  MODE="quick (--quick)"
+else
+  d_repeats=3 d_iterations=10000 d_new_conn=2000 d_wrk=10 d_starts=10 d_books=1000000 d_scale=10
+  MODE="full"
+fi
+REPEATS=${REPEATS_ARG:-${BENCH_REPEATS:-$d_repeats}}
+ITERATIONS=${BENCH_ITERATIONS:-$d_iterations}
+NEW_CONN_CALLS=${BENCH_NEW_CONN_CALLS:-$d_new_conn}
+TASKS=${BENCH_TASKS:-16}
+WRK_SECS=${BENCH_WRK_SECS:-$d_wrk}
+STARTS=${BENCH_STARTS:-$d_starts}
+SCALE_BOOKS=${BENCH_SCALE_BOOKS:-$d_books}
+SCALE_SECS=${BENCH_SCALE_SECS:-$d_scale}
+SCALE_PREFIX=${BENCH_SCALE_PREFIX:-Tur}
+LOAD_REPEATS=${BENCH_LOAD_REPEATS:-$REPEATS}
+PARTS=${BENCH_PARTS:-pooling http startup scale}
+for part in $PARTS; do
+  case "$part" in
+    pooling|http|startup|scale) ;;
+    *) echo "bench/run.sh: BENCH_PARTS names pooling, http, startup and scale (not '$part')" >&2; exit 2 ;;
+  esac
+done
+wanted() { [[ " $PARTS " == *" $1 "* ]]; }
+for number in REPEATS ITERATIONS NEW_CONN_CALLS TASKS WRK_SECS STARTS SCALE_BOOKS SCALE_SECS \
+              LOAD_REPEATS; do
+  [[ ${!number} =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: $number must be a whole number ≥ 1 (it is '${!number}')" >&2; exit 2; }
+done
+# The pooling bench reads its own settings from BENCH_*; they are passed as arguments instead.
+unset BENCH_REPEATS BENCH_ITERATIONS BENCH_NEW_CONN_CALLS BENCH_TASKS
+# Penny is configured here only: nothing from the caller's shell leaks in. RUST_LOG stays at
+# Penny's default (info: one log line per request).
+unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '\nbench/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+RUN_STARTED=$(now)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/penny-bench.XXXXXX")
+chmod 755 "$WORK"
+RECORDS=$WORK/records.tsv
+: > "$RECORDS"
+PIDS=()          # every background process started here, stopped by cleanup
+PG_RUNNING=0
+PGDATA=
+PGBIN=
+WATCHDOG=
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  if [ "$PG_RUNNING" = 1 ]; then
+    as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" stop -m immediate >/dev/null 2>&1 ||
+      echo "bench/run.sh: could not stop the PostgreSQL in $PGDATA" >&2
+  fi
+  if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; fi
+  if [ "$status" -ne 0 ] && [ -s "$WORK/pg/server.log" ]; then
+    echo "--- last lines of PostgreSQL's log ---" >&2
+    tail -n 15 "$WORK/pg/server.log" >&2
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() {
+  local keep=() pid
+  for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+  PIDS=("${keep[@]}")
+}
+
+record() { local IFS=$'\t'; printf '%s\n' "$*" >> "$RECORDS"; }
+
+free_port() {
+  local port try
+  for try in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  die "no free port on 127.0.0.1"
+}
+
+STEP_TIMES=()
+step_done() { STEP_TIMES+=("$1 $(since "$2" | awk '{ printf "%.0f", $1 }') s"); }
+
+# ---------------------------------------------------------------------------------------------
+say "tools"
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v curl >/dev/null || missing+=(curl)
+command -v runuser >/dev/null || missing+=(util-linux)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+for tool in initdb pg_ctl pgbench psql; do
+  [ -x "$PGBIN/$tool" ] || die "no $PGBIN/$tool (apt-get install postgresql)"
+done
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || die "running as root needs the postgres OS user (apt-get install postgresql)"
+fi
+CORES=$(nproc)
+if [ "$CORES" -ge 2 ]; then
+  PIN_CLIENT=(taskset -c 0)
+  PIN_SERVER=(taskset -c 1)
+  PINNING="wrk on core 0, Penny on core 1 (taskset); PostgreSQL unpinned"
+else
+  PIN_CLIENT=()
+  PIN_SERVER=()
+  PINNING="one core: nothing pinned"
+fi
+echo "ok ($PGBIN, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2))" >&2
+
+# ---------------------------------------------------------------------------------------------
+say "build (release)"
+started=$(now)
+cargo build --release --quiet
+PENNY=$ROOT/target/release/penny
+[ -x "$PENNY" ] || die "cargo build --release made no $PENNY"
+cargo build --release --bench pooling --quiet
+# Built already: this only asks cargo where the bench's executable is.
+BENCH=$(cargo build --release --bench pooling --message-format=json --quiet |
+  grep '"kind":\["bench"\]' | grep '"name":"pooling"' |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1 || true)
+[ -n "$BENCH" ] && [ -x "$BENCH" ] || die "cargo build --release --bench pooling made no executable"
+step_done build "$started"
+
+# ---------------------------------------------------------------------------------------------
+say "a throwaway PostgreSQL"
+PGDIR=$WORK/pg
+PGDATA=$PGDIR/data
+PG_PASSWORD="bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+mkdir -p "$PGDIR"
+printf '%s\n' "$PG_PASSWORD" > "$PGDIR/pwfile"
+[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGDIR"
+as_postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C.UTF-8 \
+  --auth-local=trust --auth-host=scram-sha-256 --pwfile="$PGDIR/pwfile" > "$WORK/initdb.log" 2>&1 ||
+  { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+rm -f "$PGDIR/pwfile"
+# Stops the server and removes the files even if this script is killed with SIGKILL.
+bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$2/pg_ctl" -D "$3" stop -m immediate
+  else "$2/pg_ctl" -D "$3" stop -m immediate; fi
+  rm -rf "$4"' watchdog $$ "$PGBIN" "$PGDATA" "$WORK" </dev/null >/dev/null 2>&1 &
+WATCHDOG=$!
+for attempt in 1 2 3; do
+  PG_PORT=$(free_port)
+  cat >> "$PGDATA/postgresql.conf" <<EOF
+# bench/run.sh (a later port line wins)
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PGDIR'
+max_connections = 100
+logging_collector = off
+log_autovacuum_min_duration = 0
+log_checkpoints = on
+EOF
+  if as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 30 -l "$PGDIR/server.log" start >/dev/null; then
+    PG_RUNNING=1
+    break
+  fi
+done
+[ "$PG_RUNNING" = 1 ] || die "PostgreSQL did not start (see its log above)"
+PG_VERSION=$("$PGBIN/postgres" --version | awk '{print $3}')
+export PGPASSWORD=$PG_PASSWORD
+# psql_on DBNAME ARGS…: psql as the superuser, over TCP with the password.
+psql_on() {
+  local dbname=$1
+  shift
+  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
+    "host=127.0.0.1 port=$PG_PORT user=postgres dbname=$dbname sslmode=disable" "$@"
+}
+psql_on postgres -c "CREATE DATABASE penny" >/dev/null
+pg_url() { echo "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
+PG_URL=$(pg_url penny)
+DATABASE_URL=$PG_URL "$PENNY" init-db >&2
+SQLITE_FILE=$WORK/penny.sqlite
+SQLITE_URL="sqlite://$SQLITE_FILE"
+DATABASE_URL=$SQLITE_URL "$PENNY" init-db >&2
+echo "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (scram-sha-256 over TCP, sslmode=disable)" >&2
+
+CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+[ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
+MEM_TOTAL=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+changes"
+record meta "**Machine:** $CORES cores (nproc), $CPU_MODEL, $MEM_TOTAL RAM; $(uname -sr); load average at start $LOAD_AT_START"
+record meta "**Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), penny $COMMIT, $MODE, $REPEATS repeat(s); PostgreSQL $PG_VERSION on 127.0.0.1 (scram-sha-256, no TLS), $PINNING"
+
+# ---------------------------------------------------------------------------------------------
+if wanted pooling; then
+say "pooling: the search $ITERATIONS times (benches/pooling.rs), and pgbench"
+started=$(now)
+"$BENCH" search --pg-url "$PG_URL" --sqlite-url "$SQLITE_URL" --pgbench "$PGBIN/pgbench" \
+  --prefix ker --iterations "$ITERATIONS" --new-conn-calls "$NEW_CONN_CALLS" --tasks "$TASKS" \
+  --repeats "$REPEATS" >> "$RECORDS"
+step_done pooling "$started"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Penny on core 1, for wrk. Sets PENNY_PID and PENNY_PORT.
+PENNY_RUNS=0
+start_penny() {
+  local url=$1
+  PENNY_RUNS=$((PENNY_RUNS + 1))
+  PENNY_LOG=$WORK/penny-$PENNY_RUNS.log
+  if [ -n "$url" ]; then
+    DATABASE_URL=$url "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
+  else
+    "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
+  fi
+  PENNY_PID=$!
+  PIDS+=("$PENNY_PID")
+  PENNY_PORT=
+  local waited
+  for waited in $(seq 1 200); do
+    PENNY_PORT=$(sed -n 's|.* on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$PENNY_LOG" | head -n 1)
+    [ -n "$PENNY_PORT" ] && break
+    kill -0 "$PENNY_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$PENNY_PORT" ]; then
+    cat "$PENNY_LOG" >&2
+    die "penny did not start"
+  fi
+}
+
+stop_penny() {
+  kill -TERM "$PENNY_PID" 2>/dev/null || true
+  wait "$PENNY_PID" 2>/dev/null || true
+  forget_pid "$PENNY_PID"
+  rm -f "$PENNY_LOG"
+}
+
+# Fails loudly unless GET $1 answers 200.
+expect_200() {
+  local code
+  code=$(curl -s -o "$WORK/body" -w '%{http_code}' --max-time 5 "$1") || code="no answer"
+  [ "$code" = 200 ] || { tail -n 5 "$PENNY_LOG" >&2; die "GET $1 gave $code, not 200"; }
+}
+
+# wrk, pinned: run_wrk CONNECTIONS SECONDS URL. Sets RPS P50 P99 ERRORS. wrk runs in the
+# background and is waited for: wrk catches Ctrl-C and exits normally, and bash would then
+# ignore the Ctrl-C for a command in the foreground; a `wait` is cut short by it.
+run_wrk() {
+  local out=$WORK/wrk.out line sockets statuses pid status=0
+  "${PIN_CLIENT[@]}" wrk -t1 -c"$1" -d"$2"s --latency -s "$ROOT/bench/wrk-summary.lua" "$3" \
+    > "$out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || status=$?
+  forget_pid "$pid"
+  [ "$status" = 0 ] || { cat "$out" >&2; die "wrk failed on $3"; }
+  line=$(grep '^SUMMARY' "$out") || { cat "$out" >&2; die "wrk printed no summary"; }
+  IFS=$'\t' read -r _ RPS P50 P99 sockets statuses <<< "$line"
+  ERRORS=$((sockets + statuses))
+}
+
+# The peak RSS (MiB) of Penny since the last reset_peak.
+reset_peak() { echo 5 > "/proc/$PENNY_PID/clear_refs" 2>/dev/null || PEAK_NOTE=" (peak since start)"; }
+peak_rss() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$PENNY_PID/status"; }
+PEAK_NOTE=
+
+# measure_wrk ID CONNECTIONS SECONDS URL: one repeat of a wrk figure.
+measure_wrk() {
+  reset_peak
+  run_wrk "$2" "$3" "$4"
+  record val "$1" rate "$RPS"
+  record val "$1" p50_ms "$P50"
+  record val "$1" p99_ms "$P99"
+  record val "$1" errors "$ERRORS"
+  record val "$1" rss_mib "$(peak_rss)"
+  printf '  %-36s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' "$1" "$RPS" "$P50" "$P99" "$ERRORS" >&2
+}
+
+if wanted http; then
+say "HTTP: wrk -t1 -c16 -d${WRK_SECS}s --latency, $REPEATS repeat(s)"
+started=$(now)
+PATHS=("/searchresults?author=Ker" "/" "/api/books?author=Ker")
+http_backend() {
+  local key=$1 backend=$2 url=$3 path id r
+  start_penny "$url"
+  for path in "${PATHS[@]}"; do
+    id="http-$key-$path"
+    record row "$id" "HTTP: wrk -c16, ${WRK_SECS} s" "GET $path" "$backend"
+    expect_200 "http://127.0.0.1:$PENNY_PORT$path"
+    run_wrk 16 1 "http://127.0.0.1:$PENNY_PORT$path" # warm-up
+  done
+  for r in $(seq 1 "$REPEATS"); do
+    for path in "${PATHS[@]}"; do
+      measure_wrk "http-$key-$path" 16 "$WRK_SECS" "http://127.0.0.1:$PENNY_PORT$path"
+    done
+  done
+  stop_penny
+}
+http_backend sqlite "SQLite file (3 books)" "$SQLITE_URL"
+http_backend pg "PostgreSQL (3 books)" "$PG_URL"
+step_done http "$started"
+fi
+
+if wanted startup; then
+say "start-up: spawn to the first 200 on /, median of $STARTS starts, $REPEATS repeat(s)"
+started=$(now)
+record row start-bundled "Start-up: spawn → first 200 on /" "median of $STARTS starts" "SQLite (bundled demo)"
+record row start-pg "Start-up: spawn → first 200 on /" "median of $STARTS starts" "PostgreSQL (3 books)"
+for r in $(seq 1 "$REPEATS"); do
+  "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-bundled >> "$RECORDS"
+  DATABASE_URL=$PG_URL "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-pg >> "$RECORDS"
+done
+step_done startup "$started"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if wanted scale; then
+say "scale: penny load-synthetic $SCALE_BOOKS, $LOAD_REPEATS load(s) per backend"
+started=$(now)
+SCALE_PG_URL=$(pg_url penny_scale)
+SCALE_SQLITE_FILE=$WORK/scale.sqlite
+SCALE_SQLITE_URL="sqlite://$SCALE_SQLITE_FILE"
+BOOKS_LABEL=$(echo "$SCALE_BOOKS" | sed ':a; s/\B[0-9]\{3\}\>/,&/; ta')
+record row load-pg "Scale: load" "penny load-synthetic $SCALE_BOOKS (fresh database, COPY)" "PostgreSQL"
+record row load-sqlite "Scale: load" "penny load-synthetic $SCALE_BOOKS (fresh file, one transaction)" "SQLite file"
+for r in $(seq 1 "$LOAD_REPEATS"); do
+  psql_on postgres -c "DROP DATABASE IF EXISTS penny_scale" -c "CREATE DATABASE penny_scale" >/dev/null
+  DATABASE_URL=$SCALE_PG_URL "$PENNY" init-db >/dev/null
+  t=$(now)
+  DATABASE_URL=$SCALE_PG_URL "$PENNY" load-synthetic "$SCALE_BOOKS" >&2
+  record val load-pg time_s "$(since "$t")"
+
+  rm -f "$SCALE_SQLITE_FILE" "$SCALE_SQLITE_FILE-wal" "$SCALE_SQLITE_FILE-shm" "$SCALE_SQLITE_FILE-journal"
+  DATABASE_URL=$SCALE_SQLITE_URL "$PENNY" init-db >/dev/null
+  t=$(now)
+  DATABASE_URL=$SCALE_SQLITE_URL "$PENNY" load-synthetic "$SCALE_BOOKS" >&2
+  record val load-sqlite time_s "$(since "$t")"
+done
+
+# Autovacuum visits the freshly loaded table within a minute (autovacuum_naptime), often in the
+# middle of the measurement, and afterwards the search reads no heap page it need not: measure
+# the table as autovacuum leaves it, not while it works.
+psql_on penny_scale -c "VACUUM (ANALYZE) books" -c "CHECKPOINT" >/dev/null
+
+say "scale: the first page of /api/books?author=$SCALE_PREFIX, wrk -c1 -d${SCALE_SECS}s, $REPEATS repeat(s)"
+scale_backend() {
+  local key=$1 backend=$2 url=$3 id="scale-$1" r
+  local target_url="/api/books?author=$SCALE_PREFIX"
+  start_penny "$url"
+  expect_200 "http://127.0.0.1:$PENNY_PORT$target_url"
+  local found
+  found=$(grep -o '"isbn"' "$WORK/body" | wc -l)
+  [ "$found" -eq 50 ] || die "$target_url on $backend gave $found books, not a full page of 50"
+  record row "$id" "Scale: first page, wrk -c1, ${SCALE_SECS} s" "GET $target_url ($BOOKS_LABEL books)" "$backend"
+  record target "$id" p50_ms le 2
+  run_wrk 1 1 "http://127.0.0.1:$PENNY_PORT$target_url" # warm-up
+  for r in $(seq 1 "$REPEATS"); do
+    measure_wrk "$id" 1 "$SCALE_SECS" "http://127.0.0.1:$PENNY_PORT$target_url"
+  done
+  stop_penny
+}
+scale_backend sqlite "SQLite file" "$SCALE_SQLITE_URL"
+scale_backend pg "PostgreSQL (vacuumed)" "$SCALE_PG_URL"
+step_done scale "$started"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step_done total "$RUN_STARTED"
+record meta "**Wall time:** $(IFS=','; echo "${STEP_TIMES[*]}" | sed 's/,/, /g')${PEAK_NOTE:+; peak RSS$PEAK_NOTE}"
+say "report"
+mkdir -p "$ROOT/target/bench"
+REPORT=$ROOT/target/bench/report-$(date -u +%Y%m%d-%H%M%S).md
+"$BENCH" table "$RECORDS" > "$REPORT"
+cp "$RECORDS" "${REPORT%.md}.tsv"
+echo "(saved as $REPORT)" >&2
+echo >&2
+cat "$REPORT"
