@@ -2,32 +2,11 @@
 //! the bundled demo, on a fresh SQLite file and on a fresh PostgreSQL database (tests that add
 //! books skip the read-only demo).
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestApp};
 use hyper::StatusCode;
-
-/// Runs each listed test against each backend, as `backend::test_name`.
-macro_rules! suite {
-    (read_only: [$($read:ident),* $(,)?], writable: [$($write:ident),* $(,)?]) => {
-        mod bundled {
-            $(#[tokio::test] async fn $read() { super::$read(super::Backend::Bundled).await })*
-        }
-        mod sqlite_file {
-            $(#[tokio::test] async fn $read() { super::$read(super::Backend::SqliteFile).await })*
-            $(#[tokio::test] async fn $write() { super::$write(super::Backend::SqliteFile).await })*
-        }
-        mod postgres {
-            use super::common::postgres::available;
-            $(#[tokio::test] async fn $read() {
-                if available() { super::$read(super::Backend::Postgres).await }
-            })*
-            $(#[tokio::test] async fn $write() {
-                if available() { super::$write(super::Backend::Postgres).await }
-            })*
-        }
-    };
-}
 
 suite! {
     read_only: [

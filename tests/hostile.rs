@@ -4,37 +4,13 @@
 //! the payload as text, or a closed connection: never a 5xx, never a hang, never an injected
 //! header, never a file from outside assets/, and its database must come out intact.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestApp, TestResponse};
 use hyper::StatusCode;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use std::time::{Duration, Instant};
-
-/// Runs each listed test against each backend, as `backend::test_name` (as in behaviour.rs).
-macro_rules! suite {
-    (
-        read_only: [$($read:ident),* $(,)?],
-        writable: [$($write:ident),* $(,)?] $(,)?
-    ) => {
-        mod bundled {
-            $(#[tokio::test] async fn $read() { super::$read(super::Backend::Bundled).await })*
-        }
-        mod sqlite_file {
-            $(#[tokio::test] async fn $read() { super::$read(super::Backend::SqliteFile).await })*
-            $(#[tokio::test] async fn $write() { super::$write(super::Backend::SqliteFile).await })*
-        }
-        mod postgres {
-            use super::common::postgres::available;
-            $(#[tokio::test] async fn $read() {
-                if available() { super::$read(super::Backend::Postgres).await }
-            })*
-            $(#[tokio::test] async fn $write() {
-                if available() { super::$write(super::Backend::Postgres).await }
-            })*
-        }
-    };
-}
 
 suite! {
     read_only: [

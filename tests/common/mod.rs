@@ -1,8 +1,32 @@
 //! The test harness: Penny's real server on 127.0.0.1:0 over a real database, and a small HTTP
 //! client. Each backend gets a fresh database per test.
-#![allow(dead_code)] // each test binary uses its own part of the harness
+#![allow(dead_code, unused_macros)] // each test binary uses its own part of the harness
 
 pub mod postgres;
+
+/// Runs each listed test fn (taking a `Backend`) against each backend, as `backend::test_name`:
+/// the bundled demo, a fresh SQLite file and a fresh PostgreSQL database. Tests that add books
+/// skip the read-only demo. The test file must have `Backend` and `common` in scope.
+macro_rules! suite {
+    (read_only: [$($read:ident),* $(,)?], writable: [$($write:ident),* $(,)?] $(,)?) => {
+        mod bundled {
+            $(#[tokio::test] async fn $read() { super::$read(super::Backend::Bundled).await })*
+        }
+        mod sqlite_file {
+            $(#[tokio::test] async fn $read() { super::$read(super::Backend::SqliteFile).await })*
+            $(#[tokio::test] async fn $write() { super::$write(super::Backend::SqliteFile).await })*
+        }
+        mod postgres {
+            use super::common::postgres::available;
+            $(#[tokio::test] async fn $read() {
+                if available() { super::$read(super::Backend::Postgres).await }
+            })*
+            $(#[tokio::test] async fn $write() {
+                if available() { super::$write(super::Backend::Postgres).await }
+            })*
+        }
+    };
+}
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
