@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Penny's benchmarks, from a clean checkout, in one command:
 #
-#     bash bench/run.sh              # the full run: 3 repeats, about 10 to 15 minutes on 2 cores
-#     bash bench/run.sh --quick      # a smoke run: every duration and repeat shortened
+#     bash bench/run.sh              # the full run: 3 repeats, about 8 minutes on 2 cores
+#     bash bench/run.sh --quick      # a smoke run: every duration and repeat shortened, ~1 min
 #     bash bench/run.sh --repeats 5  # more repeats of every figure
+#
+# plus the release build: about 7 minutes from a clean checkout, seconds after that.
 #
 # It builds Penny and benches/pooling.rs in release mode, starts a throwaway PostgreSQL (a temp
 # directory, a free port on 127.0.0.1, password authentication over TCP, run as the `postgres`
@@ -15,7 +17,8 @@
 #   2. HTTP with wrk (wrk on core 0, Penny on core 1): requests/s, p50, p99, errors and Penny's
 #      peak RSS for three pages on each backend, and the time from spawn to the first 200;
 #   3. scale: `penny load-synthetic 1000000` into a fresh PostgreSQL database and SQLite file,
-#      then the first page's latency for a prefix that matches many books.
+#      then the first page's latency for a prefix that matches many books (`Tur`: Turing's
+#      1/60 of the synthetic books), with the PostgreSQL table vacuumed first.
 #
 # Each figure is repeated (3 times by default) and printed as its median and spread (min–max),
 # in one markdown table on stdout (progress goes to stderr); the table is also saved under
@@ -144,8 +147,8 @@ forget_pid() {
 record() { local IFS=$'\t'; printf '%s\n' "$*" >> "$RECORDS"; }
 
 free_port() {
-  local port try
-  for try in $(seq 1 100); do
+  local port _
+  for _ in $(seq 1 100); do
     port=$((20000 + RANDOM % 40000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
@@ -168,7 +171,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 for tool in initdb pg_ctl pgbench psql; do
   [ -x "$PGBIN/$tool" ] || die "no $PGBIN/$tool (apt-get install postgresql)"
 done
@@ -198,7 +201,9 @@ cargo build --release --bench pooling --quiet
 BENCH=$(cargo build --release --bench pooling --message-format=json --quiet |
   grep '"kind":\["bench"\]' | grep '"name":"pooling"' |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1 || true)
-[ -n "$BENCH" ] && [ -x "$BENCH" ] || die "cargo build --release --bench pooling made no executable"
+if [ -z "$BENCH" ] || [ ! -x "$BENCH" ]; then
+  die "cargo build --release --bench pooling made no executable"
+fi
 step_done build "$started"
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +224,7 @@ bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
   else "$2/pg_ctl" -D "$3" stop -m immediate; fi
   rm -rf "$4"' watchdog $$ "$PGBIN" "$PGDATA" "$WORK" </dev/null >/dev/null 2>&1 &
 WATCHDOG=$!
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   PG_PORT=$(free_port)
   cat >> "$PGDATA/postgresql.conf" <<EOF
 # bench/run.sh (a later port line wins)
@@ -262,7 +267,7 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+changes"
 record meta "**Machine:** $CORES cores (nproc), $CPU_MODEL, $MEM_TOTAL RAM; $(uname -sr); load average at start $LOAD_AT_START"
-record meta "**Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), penny $COMMIT, $MODE, $REPEATS repeat(s); PostgreSQL $PG_VERSION on 127.0.0.1 (scram-sha-256, no TLS), $PINNING"
+record meta "**Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), penny $COMMIT, $MODE, $REPEATS repeat(s)${BENCH_PARTS:+, parts: $PARTS}; PostgreSQL $PG_VERSION on 127.0.0.1 (scram-sha-256, no TLS), $PINNING"
 
 # ---------------------------------------------------------------------------------------------
 if wanted pooling; then
@@ -289,8 +294,8 @@ start_penny() {
   PENNY_PID=$!
   PIDS+=("$PENNY_PID")
   PENNY_PORT=
-  local waited
-  for waited in $(seq 1 200); do
+  local _
+  for _ in $(seq 1 200); do
     PENNY_PORT=$(sed -n 's|.* on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$PENNY_LOG" | head -n 1)
     [ -n "$PENNY_PORT" ] && break
     kill -0 "$PENNY_PID" 2>/dev/null || break
@@ -355,7 +360,7 @@ say "HTTP: wrk -t1 -c16 -d${WRK_SECS}s --latency, $REPEATS repeat(s)"
 started=$(now)
 PATHS=("/searchresults?author=Ker" "/" "/api/books?author=Ker")
 http_backend() {
-  local key=$1 backend=$2 url=$3 path id r
+  local key=$1 backend=$2 url=$3 path id _
   start_penny "$url"
   for path in "${PATHS[@]}"; do
     id="http-$key-$path"
@@ -363,7 +368,7 @@ http_backend() {
     expect_200 "http://127.0.0.1:$PENNY_PORT$path"
     run_wrk 16 1 "http://127.0.0.1:$PENNY_PORT$path" # warm-up
   done
-  for r in $(seq 1 "$REPEATS"); do
+  for _ in $(seq 1 "$REPEATS"); do
     for path in "${PATHS[@]}"; do
       measure_wrk "http-$key-$path" 16 "$WRK_SECS" "http://127.0.0.1:$PENNY_PORT$path"
     done
@@ -380,7 +385,7 @@ say "start-up: spawn to the first 200 on /, median of $STARTS starts, $REPEATS r
 started=$(now)
 record row start-bundled "Start-up: spawn → first 200 on /" "median of $STARTS starts" "SQLite (bundled demo)"
 record row start-pg "Start-up: spawn → first 200 on /" "median of $STARTS starts" "PostgreSQL (3 books)"
-for r in $(seq 1 "$REPEATS"); do
+for _ in $(seq 1 "$REPEATS"); do
   "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-bundled >> "$RECORDS"
   DATABASE_URL=$PG_URL "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-pg >> "$RECORDS"
 done
@@ -395,9 +400,9 @@ SCALE_PG_URL=$(pg_url penny_scale)
 SCALE_SQLITE_FILE=$WORK/scale.sqlite
 SCALE_SQLITE_URL="sqlite://$SCALE_SQLITE_FILE"
 BOOKS_LABEL=$(echo "$SCALE_BOOKS" | sed ':a; s/\B[0-9]\{3\}\>/,&/; ta')
-record row load-pg "Scale: load" "penny load-synthetic $SCALE_BOOKS (fresh database, COPY)" "PostgreSQL"
-record row load-sqlite "Scale: load" "penny load-synthetic $SCALE_BOOKS (fresh file, one transaction)" "SQLite file"
-for r in $(seq 1 "$LOAD_REPEATS"); do
+record row load-pg "Scale: load" "penny load-synthetic $BOOKS_LABEL (fresh database, COPY)" "PostgreSQL"
+record row load-sqlite "Scale: load" "penny load-synthetic $BOOKS_LABEL (fresh file, one transaction)" "SQLite file"
+for _ in $(seq 1 "$LOAD_REPEATS"); do
   psql_on postgres -c "DROP DATABASE IF EXISTS penny_scale" -c "CREATE DATABASE penny_scale" >/dev/null
   DATABASE_URL=$SCALE_PG_URL "$PENNY" init-db >/dev/null
   t=$(now)
@@ -418,7 +423,7 @@ psql_on penny_scale -c "VACUUM (ANALYZE) books" -c "CHECKPOINT" >/dev/null
 
 say "scale: the first page of /api/books?author=$SCALE_PREFIX, wrk -c1 -d${SCALE_SECS}s, $REPEATS repeat(s)"
 scale_backend() {
-  local key=$1 backend=$2 url=$3 id="scale-$1" r
+  local key=$1 backend=$2 url=$3 id="scale-$1" _
   local target_url="/api/books?author=$SCALE_PREFIX"
   start_penny "$url"
   expect_200 "http://127.0.0.1:$PENNY_PORT$target_url"
@@ -428,7 +433,7 @@ scale_backend() {
   record row "$id" "Scale: first page, wrk -c1, ${SCALE_SECS} s" "GET $target_url ($BOOKS_LABEL books)" "$backend"
   record target "$id" p50_ms le 2
   run_wrk 1 1 "http://127.0.0.1:$PENNY_PORT$target_url" # warm-up
-  for r in $(seq 1 "$REPEATS"); do
+  for _ in $(seq 1 "$REPEATS"); do
     measure_wrk "$id" 1 "$SCALE_SECS" "http://127.0.0.1:$PENNY_PORT$target_url"
   done
   stop_penny
@@ -440,7 +445,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 step_done total "$RUN_STARTED"
-record meta "**Wall time:** $(IFS=','; echo "${STEP_TIMES[*]}" | sed 's/,/, /g')${PEAK_NOTE:+; peak RSS$PEAK_NOTE}"
+WALL=$(IFS=','; echo "${STEP_TIMES[*]}")
+record meta "**Wall time:** ${WALL//,/, }${PEAK_NOTE:+; peak RSS$PEAK_NOTE}"
 say "report"
 mkdir -p "$ROOT/target/bench"
 REPORT=$ROOT/target/bench/report-$(date -u +%Y%m%d-%H%M%S).md
