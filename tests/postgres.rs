@@ -456,3 +456,28 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
         );
     }
 }
+
+#[tokio::test]
+async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    for _ in 0..2 {
+        let output = run_penny(&["load-synthetic", "2000"], &[("DATABASE_URL", &url)], None);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    assert_eq!(server.psql(dbname, "SELECT count(*) FROM books"), "2003");
+    let first = penny::db::synthetic::book(0);
+    let stored = server.psql(
+        dbname,
+        &format!("SELECT author FROM books WHERE isbn = '{}'", first.isbn),
+    );
+    assert_eq!(stored, first.author);
+}
