@@ -1,11 +1,11 @@
 //! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
 //! pool, so a slow disk or a busy lock never stalls the async workers.
 
-use super::{AuthorRange, Book, Cursor, DbError, Position, synthetic};
+use super::{AuthorRange, Book, DbError, Position, synthetic};
 use crate::config::PoolConfig;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, MAIN_DB, OpenFlags, params};
+use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -116,16 +116,10 @@ impl SqliteDb {
         position: Position,
     ) -> Result<Vec<Book>, DbError> {
         self.run(move |conn| {
-            let (sql, cursor) = search_sql(&position);
-            let mut statement = conn.prepare_cached(sql)?;
-            let rows = match cursor {
-                None => statement.query_map(params![range.from, range.to], book)?,
-                Some(c) => statement.query_map(
-                    params![range.from, range.to, c.author, c.title, c.isbn],
-                    book,
-                )?,
-            };
-            rows.collect()
+            let (sql, params) = search_query(&range, &position);
+            conn.prepare_cached(sql)?
+                .query_map(params.as_slice(), book)?
+                .collect()
         })
         .await
     }
@@ -138,33 +132,13 @@ impl SqliteDb {
         position: Position,
     ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
-            let (sql, cursor) = search_sql(&position);
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut lines: Vec<String> = match cursor {
-                None => conn
-                    .prepare(&explain)?
-                    .query_map(params![range.from, range.to], |row| row.get(3))?
-                    .collect::<Result<_, _>>()?,
-                Some(c) => conn
-                    .prepare(&explain)?
-                    .query_map(
-                        params![range.from, range.to, c.author, c.title, c.isbn],
-                        |row| row.get(3),
-                    )?
-                    .collect::<Result<_, _>>()?,
-            };
+            let (sql, params) = search_query(&range, &position);
+            let mut lines: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+                .query_map(params.as_slice(), |row| row.get(3))?
+                .collect::<Result<_, _>>()?;
             let mut statement = conn.prepare(sql)?;
-            let rows = match cursor {
-                None => statement
-                    .query_map(params![range.from, range.to], book)?
-                    .count(),
-                Some(c) => statement
-                    .query_map(
-                        params![range.from, range.to, c.author, c.title, c.isbn],
-                        book,
-                    )?
-                    .count(),
-            };
+            let rows = statement.query_map(params.as_slice(), book)?.count();
             let steps = statement.get_status(rusqlite::StatementStatus::VmStep);
             lines.push(format!(
                 "returned {rows} rows in {steps} virtual machine steps"
@@ -229,12 +203,21 @@ impl SqliteDb {
     }
 }
 
-fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
-    match position {
+/// The search's SQL for `position`, and its parameters: the range, then the cursor's fields.
+fn search_query<'a>(
+    range: &'a AuthorRange,
+    position: &'a Position,
+) -> (&'static str, Vec<&'a dyn ToSql>) {
+    let mut params: Vec<&dyn ToSql> = vec![&range.from, &range.to];
+    let (sql, cursor) = match position {
         Position::First => (FIRST, None),
         Position::After(cursor) => (AFTER, Some(cursor)),
         Position::Before(cursor) => (BEFORE, Some(cursor)),
+    };
+    if let Some(cursor) = cursor {
+        params.extend([&cursor.author as &dyn ToSql, &cursor.title, &cursor.isbn]);
     }
+    (sql, params)
 }
 
 fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
