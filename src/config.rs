@@ -226,6 +226,10 @@ pub struct PoolConfig {
     /// Every connection is replaced after this (PENNY_POOL_LIFETIME_SECS, default 1800), so
     /// rotated credentials and server-side changes reach every connection.
     pub max_lifetime: Duration,
+    /// The longest one query may run (PENNY_QUERY_TIMEOUT_SECS, default 5): past it PostgreSQL
+    /// is told to cancel it, and SQLite stops waiting for a lock. Either way the request gets a
+    /// 503 instead of hanging on a lock another session holds.
+    pub query_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -235,6 +239,7 @@ impl Default for PoolConfig {
             checkout_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
             max_lifetime: Duration::from_secs(1800),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -246,7 +251,12 @@ pub struct Config {
     pub pool: PoolConfig,
     /// PORT set (Heroku, Docker): 0.0.0.0:$PORT. Unset: 127.0.0.1:8000.
     pub bind: SocketAddr,
+    /// The most requests handled at once (PENNY_MAX_IN_FLIGHT, default 1024); any more get an
+    /// immediate 503 rather than a place in an ever longer queue.
+    pub max_in_flight: usize,
 }
+
+const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 impl Config {
     /// Reads the process environment.
@@ -272,7 +282,16 @@ impl Config {
                 .unwrap_or(defaults.idle_timeout),
             max_lifetime: seconds(&lookup, "PENNY_POOL_LIFETIME_SECS", 86_400)?
                 .unwrap_or(defaults.max_lifetime),
+            query_timeout: seconds(&lookup, "PENNY_QUERY_TIMEOUT_SECS", 60)?
+                .unwrap_or(defaults.query_timeout),
         };
+        let max_in_flight = number(
+            &lookup,
+            "PENNY_MAX_IN_FLIGHT",
+            "a whole number from 1 to 100000",
+            1..=100_000,
+        )?
+        .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as usize);
         let bind = match lookup("PORT") {
             Some(port) => {
                 let port = port
@@ -287,6 +306,7 @@ impl Config {
             database,
             pool,
             bind,
+            max_in_flight,
         })
     }
 }
@@ -472,5 +492,24 @@ mod tests {
         );
         let err = Config::from_lookup(|name| (name == "PORT").then(|| "http".into())).unwrap_err();
         assert_eq!(err, ConfigError::BadPort("http".into()));
+        for name in ["PENNY_QUERY_TIMEOUT_SECS", "PENNY_MAX_IN_FLIGHT"] {
+            let err = Config::from_lookup(|n| (n == name).then(|| "0".into())).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_query_timeout_and_the_request_limit_come_from_the_environment() {
+        let defaults = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(defaults.pool.query_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.max_in_flight, 1024);
+        let config = Config::from_lookup(|name| match name {
+            "PENNY_QUERY_TIMEOUT_SECS" => Some("12".into()),
+            "PENNY_MAX_IN_FLIGHT" => Some(" 64 ".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.pool.query_timeout, Duration::from_secs(12));
+        assert_eq!(config.max_in_flight, 64);
     }
 }

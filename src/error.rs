@@ -17,6 +17,8 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("database error")]
     Database(#[from] DbError),
+    #[error("too many requests in flight")]
+    Overloaded,
 }
 
 impl AppError {
@@ -26,7 +28,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Database(DbError::Query(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            AppError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Database(_) | AppError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -44,6 +46,12 @@ impl AppError {
                 "Service unavailable",
                 "Penny cannot reach its database right now. Please try again in a moment.".into(),
             ),
+            AppError::Overloaded => (
+                "Service unavailable",
+                "Penny is answering as many requests as it can right now. Please try again in a \
+                 moment."
+                    .into(),
+            ),
         }
     }
 
@@ -55,5 +63,13 @@ impl AppError {
     /// An outage is logged by the database layer when it starts, not again for each request.
     pub fn is_outage(&self) -> bool {
         matches!(self, AppError::Database(DbError::Unavailable(_)))
+    }
+
+    /// Whether the error gets a log line of its own: a 5xx, except an outage (logged when it
+    /// starts and ends) and overload (its 503s show in the access log).
+    pub fn is_logged(&self) -> bool {
+        self.status().is_server_error()
+            && !self.is_outage()
+            && !matches!(self, AppError::Overloaded)
     }
 }

@@ -121,7 +121,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         async move { db.ping().await }
     });
     let app = Arc::new(App { db });
-    server::serve(listener, app, ServerOptions::default(), shutdown_signal()).await;
+    let options = ServerOptions {
+        max_in_flight: config.max_in_flight,
+        ..ServerOptions::default()
+    };
+    server::serve(listener, app, options, shutdown_signal()).await;
     Ok(())
 }
 

@@ -45,22 +45,40 @@ fn route(path: &str) -> Option<Route<'_>> {
 
 /// Answers one request. Never fails: errors become pages.
 pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let path = req.uri().path();
-    let api = path.starts_with("/api/");
     let mut response = match dispatch(app, req).await {
         Ok(response) => response,
-        Err(err) => {
-            if err.status().is_server_error() && !err.is_outage() {
-                tracing::error!(path, error = err.cause_chain(), "request failed");
-            }
-            if api {
-                json_error(&err)
-            } else {
-                error_page(&err)
-            }
-        }
+        Err(err) => error_response(req, &err),
     };
     add_security_headers(response.headers_mut());
+    response
+}
+
+/// The answer to a request that arrives while the server is at its limit of requests in flight:
+/// a 503 (page or JSON, as for any error) that asks to come back in a second.
+pub fn overloaded<B>(req: &Request<B>) -> Response<Body> {
+    let mut response = error_response(req, &AppError::Overloaded);
+    add_security_headers(response.headers_mut());
+    response
+}
+
+fn error_response<B>(req: &Request<B>, err: &AppError) -> Response<Body> {
+    let path = req.uri().path();
+    if err.is_logged() {
+        tracing::error!(path, error = err.cause_chain(), "request failed");
+    }
+    let mut response = if path.starts_with("/api/") {
+        json_error(err)
+    } else {
+        error_page(err)
+    };
+    let headers = response.headers_mut();
+    if matches!(err, AppError::MethodNotAllowed) {
+        headers.insert(header::ALLOW, ALLOW);
+    }
+    if err.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // Outages and overload here pass in seconds; a well-behaved client comes back soon.
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 
@@ -198,22 +216,14 @@ fn static_file<B>(name: &str, req: &Request<B>) -> Result<Response<Body>, AppErr
 
 fn error_page(err: &AppError) -> Response<Body> {
     let (heading, message) = err.explain();
-    let mut response = html(err.status(), views::error_page(heading, &message, &now()));
-    if matches!(err, AppError::MethodNotAllowed) {
-        response.headers_mut().insert(header::ALLOW, ALLOW);
-    }
-    response
+    html(err.status(), views::error_page(heading, &message, &now()))
 }
 
 fn json_error(err: &AppError) -> Response<Body> {
     let (_, message) = err.explain();
     let body = serde_json::to_vec(&serde_json::json!({ "error": message }))
         .expect("a string map serializes to JSON");
-    let mut response = json(err.status(), body);
-    if matches!(err, AppError::MethodNotAllowed) {
-        response.headers_mut().insert(header::ALLOW, ALLOW);
-    }
-    response
+    json(err.status(), body)
 }
 
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");

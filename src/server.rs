@@ -10,6 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -22,6 +23,8 @@ pub struct ServerOptions {
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up on them.
     pub shutdown_grace: Duration,
+    /// The most requests handled at once; any more are answered 503 at once.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerOptions {
@@ -30,6 +33,7 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(9),
+            max_in_flight: 1024,
         }
     }
 }
@@ -48,6 +52,10 @@ pub async fn serve(
         .max_header_size(options.max_header_bytes)
         .max_buf_size(options.max_header_bytes.max(8192) * 2);
     let graceful = GracefulShutdown::new();
+    let in_flight = Arc::new(InFlight {
+        count: AtomicUsize::new(0),
+        limit: options.max_in_flight,
+    });
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -65,11 +73,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let in_flight = in_flight.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
+            let admitted = in_flight.enter();
             async move {
                 let started = Instant::now();
-                let response = routes::handle(&app, &req).await;
+                let response = match admitted {
+                    Some(_admitted) => routes::handle(&app, &req).await,
+                    None => routes::overloaded(&req),
+                };
                 tracing::info!(
                     method = %req.method(),
                     // Display, not Debug: a path is printable ASCII (hyper refuses anything
@@ -98,5 +111,32 @@ pub async fn serve(
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
+    }
+}
+
+/// Requests being handled now, against the limit. A counter rather than a queue: past the limit
+/// a request is refused at once, since waiting longer only adds to a backlog.
+struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+impl InFlight {
+    /// Counts a request in, unless the limit is reached. It counts out when the value drops,
+    /// also when the client goes away mid-request.
+    fn enter(self: &Arc<Self>) -> Option<Admitted> {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admitted(self.clone()))
+    }
+}
+
+struct Admitted(Arc<InFlight>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -282,6 +282,80 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
 }
 
 #[tokio::test]
+async fn a_lock_held_for_ever_gives_503s_after_the_query_timeout_and_cancels_the_queries() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("PENNY_POOL_SIZE", "2"),
+        ("PENNY_POOL_TIMEOUT_SECS", "1"),
+        ("PENNY_QUERY_TIMEOUT_SECS", "1"),
+    ];
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &env, None);
+    assert_eq!(
+        timed_get(&penny, "/searchresults?author=ker").await.0,
+        StatusCode::OK
+    );
+
+    // Another session takes the table and keeps it far longer than anyone should wait.
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let lock_sql = "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);";
+    let mut locker = std::process::Command::new("psql")
+        .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
+        .args(["-X", "-q", "-c", lock_sql])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = penny.addr;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
+                (response.status, started.elapsed())
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, took) = request.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+    // The server was told to cancel: no search of Penny's is still waiting on the lock.
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' \
+         AND application_name = 'penny' AND wait_event_type = 'Lock'"
+    );
+    assert!(
+        common::postgres::wait_until(Duration::from_secs(2), || server.psql("postgres", &waiting)
+            == "0"),
+        "queries still waiting on the lock"
+    );
+    assert!(
+        penny.stdout().contains("was cancelled"),
+        "{}",
+        penny.stdout()
+    );
+
+    locker.kill().unwrap();
+    locker.wait().unwrap();
+    server.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'",
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            timed_get(&penny, "/searchresults?author=ker").await.0,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
     if !available() {
         return;

@@ -154,6 +154,83 @@ async fn a_full_pool_answers_503_after_the_checkout_timeout_and_recovers() {
 }
 
 #[tokio::test]
+async fn a_lock_held_past_the_query_timeout_gives_503_and_the_pool_stays_whole() {
+    let mut db = TestDb::create(Backend::SqliteFile).await;
+    let pool = PoolConfig {
+        size: 2,
+        query_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
+    db.db = Db::open(&db.url, &pool).await.unwrap();
+    let app = TestApp::serve(db, ServerOptions::default()).await;
+    let lock = lock_database(&app.db);
+
+    let started = Instant::now();
+    let pages = searches_at_once(app.addr, 4).await;
+    let waited = started.elapsed();
+    for page in &pages {
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.header("retry-after"), "1");
+    }
+    // Two connections each wait out the lock (1 s) twice over; nobody waits for ever.
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+
+    release(lock);
+    for _ in 0..4 {
+        assert_eq!(
+            app.get("/searchresults?author=ker").await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+/// `count` searches at once.
+async fn searches_at_once(addr: std::net::SocketAddr, count: usize) -> Vec<common::TestResponse> {
+    let tasks: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(common::get(addr, "/searchresults?author=ker", &[])))
+        .collect();
+    let mut pages = Vec::new();
+    for task in tasks {
+        pages.push(task.await.unwrap());
+    }
+    pages
+}
+
+#[tokio::test]
+async fn requests_past_the_in_flight_limit_get_an_immediate_503_and_the_rest_are_served() {
+    let db = TestDb::create(Backend::SqliteFile).await;
+    let options = ServerOptions {
+        max_in_flight: 2,
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(db, options).await;
+    let lock = lock_database(&app.db);
+    // Two searches wait on the lock and fill the server.
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(common::get(app.addr, "/searchresults?author=ker", &[])))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for path in ["/", "/api/books?author=ker"] {
+        let started = Instant::now();
+        let refused = app.get(path).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(refused.header("retry-after"), "1");
+        assert!(started.elapsed() < Duration::from_secs(1), "{path} waited");
+        assert!(refused.text().contains("try again"), "{}", refused.text());
+    }
+
+    release(lock);
+    for task in waiting {
+        assert_eq!(task.await.unwrap().status, StatusCode::OK);
+    }
+    // Every admitted request has counted itself out again.
+    for _ in 0..3 {
+        assert_eq!(app.get("/").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn a_database_error_shows_a_generic_page_without_the_cause() {
     let app = TestApp::start(Backend::SqliteFile).await;
     let other = rusqlite::Connection::open(app.db.sqlite_path().unwrap()).unwrap();

@@ -15,7 +15,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -59,15 +61,16 @@ const CURSOR_TYPES: [Type; 6] = [
 
 const PING: &str = "SELECT 1 FROM books LIMIT 1";
 
-/// Runs `$query` (an expression using `$conn`, a pooled connection) and, if the connection
-/// turns out to have been cut off (the server restarted since it was last used), runs it once
-/// more on a fresh one. A macro rather than a closure: the future borrows the connection.
+/// Runs `$query` (an expression using `$conn`, a pooled connection) within the query timeout
+/// and, if the connection turns out to have been cut off (the server restarted since it was
+/// last used), runs it once more on a fresh one. A macro rather than a closure: the future
+/// borrows the connection.
 macro_rules! with_connection {
     ($db:expr, |$conn:ident| $query:expr) => {{
         let mut retried = false;
         loop {
             let $conn = $db.checkout().await?;
-            match $query.await {
+            match $db.within_deadline(&$conn, $query).await? {
                 Err(err) if connection_lost(&err) && !retried => retried = true,
                 result => break result.map_err(classify),
             }
@@ -80,7 +83,10 @@ macro_rules! with_connection {
 pub struct PostgresDb {
     pool: Pool<Manager>,
     failures: Arc<ConnectFailures>,
-    checkout_timeout: std::time::Duration,
+    checkout_timeout: Duration,
+    query_timeout: Duration,
+    /// For cancel requests, which go over a connection of their own.
+    tls: MakeRustlsConnect,
 }
 
 impl PostgresDb {
@@ -93,8 +99,9 @@ impl PostgresDb {
             .get_connect_timeout()
             .copied()
             .unwrap_or(config.checkout_timeout * 2 / 3);
+        let tls = tls(url)?;
         let manager = Manager {
-            inner: PostgresConnectionManager::new(url.config.clone(), tls(url)?),
+            inner: PostgresConnectionManager::new(url.config.clone(), tls.clone()),
             connect_timeout,
             pgbouncer: url.pgbouncer,
         };
@@ -118,7 +125,30 @@ impl PostgresDb {
             pool,
             failures,
             checkout_timeout: config.checkout_timeout,
+            query_timeout: config.query_timeout,
+            tls,
         })
+    }
+
+    /// Runs `query` on `conn` for at most the query timeout. Past it, the server is asked to
+    /// cancel the query (it may be waiting on a lock that another session holds), the
+    /// connection is left out of the pool, and the caller gets `Unavailable`.
+    async fn within_deadline<T>(
+        &self,
+        conn: &Conn,
+        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<Result<T, tokio_postgres::Error>, DbError> {
+        match tokio::time::timeout(self.query_timeout, query).await {
+            Ok(result) => Ok(result),
+            Err(_) => {
+                conn.abandon(self.tls.clone());
+                let message = format!(
+                    "a query ran for longer than {:?} and was cancelled",
+                    self.query_timeout
+                );
+                Err(DbError::Unavailable(message.into()))
+            }
+        }
     }
 
     /// A connection from the pool. While the pool holds no connection at all, fails as soon as
@@ -239,9 +269,11 @@ impl PostgresDb {
     }
 
     /// Runs the script and the search index as one simple query: one implicit transaction.
+    /// No query timeout: building the index on a big table takes as long as it takes.
     pub async fn load_schema(&self, script: String) -> Result<(), DbError> {
         let script = format!("{script}\n{SEARCH_INDEX};\nANALYZE books;");
-        with_connection!(self, |conn| conn.client.batch_execute(&script))
+        let conn = self.checkout().await?;
+        conn.client.batch_execute(&script).await.map_err(classify)
     }
 }
 
@@ -259,6 +291,8 @@ pub struct Conn {
     client: Client,
     prepare: bool,
     statements: OnceCell<Statements>,
+    /// Set when a query was given up on: the pool drops the connection instead of reusing it.
+    abandoned: AtomicBool,
 }
 
 struct Statements {
@@ -268,6 +302,18 @@ struct Statements {
 }
 
 impl Conn {
+    /// Gives up on the query running on this connection: asks the server to cancel it, in the
+    /// background, and marks the connection so that the pool closes it.
+    fn abandon(&self, tls: MakeRustlsConnect) {
+        self.abandoned.store(true, Ordering::Relaxed);
+        let cancel = self.client.cancel_token();
+        tokio::spawn(async move {
+            if let Err(err) = cancel.cancel_query(tls).await {
+                tracing::warn!(error = %err, "could not cancel a query that ran too long");
+            }
+        });
+    }
+
     async fn statements(&self) -> Result<Option<&Statements>, tokio_postgres::Error> {
         if !self.prepare {
             return Ok(None);
@@ -344,7 +390,7 @@ struct Manager {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
     /// The limit on the whole handshake, not only the TCP connect that tokio-postgres bounds:
     /// a server that accepts and never answers must not hold a pool slot forever.
-    connect_timeout: std::time::Duration,
+    connect_timeout: Duration,
     pgbouncer: bool,
 }
 
@@ -365,6 +411,7 @@ impl ManageConnection for Manager {
             client,
             prepare: !self.pgbouncer,
             statements: OnceCell::new(),
+            abandoned: AtomicBool::new(false),
         })
     }
 
@@ -378,7 +425,7 @@ impl ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.client.is_closed() || *conn.abandoned.get_mut()
     }
 }
 

@@ -7,7 +7,6 @@ use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The demo database, built from penny.sql by build.rs.
 static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite"));
@@ -56,9 +55,11 @@ impl SqliteDb {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
+        // A lock another process holds is waited on for the query timeout, then given up on.
+        let busy_timeout = config.query_timeout;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(flags)
-            .with_init(|conn| conn.busy_timeout(Duration::from_secs(5)));
+            .with_init(move |conn| conn.busy_timeout(busy_timeout));
         SqliteDb::start(manager, config, describe(&path), !create).await
     }
 
