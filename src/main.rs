@@ -92,6 +92,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(log_writer)
+        .fmt_fields(penny::logging::fields())
+        .with_timer(penny::logging::Timestamp)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
