@@ -5,10 +5,10 @@
 mod common;
 
 use common::postgres::{PASSWORD, PgServer, available, can_start_servers};
-use common::{RunningPenny, run_penny};
+use common::{RunningPenny, TestDb, run_penny};
 use hyper::StatusCode;
-use penny::config::{DatabaseUrl, PoolConfig};
-use penny::db::{Book, Db, Position};
+use penny::config::PoolConfig;
+use penny::db::{Book, Position};
 use std::time::{Duration, Instant};
 
 /// A database with penny.sql loaded, on `server`; returns its URL (plain TCP).
@@ -178,12 +178,15 @@ async fn a_wrong_password_fails_within_five_seconds_with_one_line_and_no_passwor
 #[tokio::test]
 async fn an_unreachable_or_silent_server_fails_within_five_seconds() {
     let refused = format!(
-        "postgres://u:pw@127.0.0.1:{}/d",
+        "postgres://u:unused-pw-5521@127.0.0.1:{}/d",
         common::postgres::free_port()
     );
     // A server that accepts connections and never says a word.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("postgres://u:pw@{}/d", silent.local_addr().unwrap());
+    let silent_url = format!(
+        "postgres://u:unused-pw-5521@{}/d",
+        silent.local_addr().unwrap()
+    );
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in silent.incoming() {
@@ -311,9 +314,7 @@ async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
             .wait_for_exit(Duration::from_secs(5))
             .expect("penny exits");
         seen.push_str(&penny.stdout());
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(penny.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        seen.push_str(&stderr);
+        seen.push_str(&penny.stderr());
     }
     let bad = run_penny(&["books", "ker"], &[("DATABASE_URL", &down_url)], None);
     seen.push_str(&String::from_utf8_lossy(&bad.stderr));
@@ -383,12 +384,8 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
     }
     let server = PgServer::shared();
     let url = loaded_database(server);
-    let db = Db::open(
-        &DatabaseUrl::parse(Some(&url)).unwrap(),
-        &PoolConfig::default(),
-    )
-    .await
-    .unwrap();
+    let db = TestDb::open(&url, &PoolConfig::default()).await;
+    let db = &db.db;
     let syllables = [
         "ker", "sed", "knu", "rit", "tho", "pik", "wir", "dij", "hoa", "lam",
     ];
