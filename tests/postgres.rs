@@ -326,6 +326,48 @@ async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
 }
 
 #[tokio::test]
+async fn database_errors_never_hold_the_password_however_they_are_shown() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let wrong = "Wrong-pw-in-process-31x";
+    common::secrets::register(wrong);
+    let down = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/x",
+        common::postgres::free_port()
+    );
+    let pool = PoolConfig {
+        checkout_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
+    };
+    for (url, cause) in [
+        (
+            url.replace(PASSWORD, wrong),
+            "password authentication failed",
+        ),
+        (down, "refused"),
+    ] {
+        // The outage is logged in-process too; the harness checks that line when `db` drops.
+        let db = TestDb::open(&url, &pool).await;
+        let err = db
+            .db
+            .search_books("ker", &Position::First)
+            .await
+            .expect_err("no connection can be had");
+        let err = penny::error::AppError::from(err);
+        let shown = format!(
+            "{err}\n{err:#}\n{err:?}\n{err:#?}\n{}\n{}",
+            err.cause_chain(),
+            err.explain().1
+        );
+        common::secrets::check(&shown, "a database error");
+        assert!(shown.to_lowercase().contains(cause), "{shown}");
+    }
+}
+
+#[tokio::test]
 async fn init_db_on_postgres_only_adds_what_is_missing_and_reset_reloads() {
     if !available() {
         return;
