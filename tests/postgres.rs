@@ -234,7 +234,15 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
         .args(["-X", "-q", "-c", lock_sql])
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // psql can take a while to start on a busy machine: wait for the lock, not a fixed time.
+    let locked = common::postgres::wait_until(Duration::from_secs(10), || {
+        server.psql(
+            dbname,
+            "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation \
+             WHERE relname = 'books' AND mode = 'AccessExclusiveLock' AND granted",
+        ) == "1"
+    });
+    assert!(locked, "the other session never got its lock");
 
     let requests: Vec<_> = (0..6)
         .map(|_| {
