@@ -1,6 +1,6 @@
 //! Hostile input: malformed and smuggling-shaped HTTP over raw sockets, CRLF injection through
-//! the author and the `prev_author` cookie, and lists of XSS and SQL-injection payloads sent
-//! through every place an author can go. Penny must answer each with a 4xx, a page that shows
+//! the author (into the cookie and the API's Link header) and the `prev_author` cookie, and
+//! lists of XSS and SQL-injection payloads sent through every place an author can go. Penny must answer each with a 4xx, a page that shows
 //! the payload as text, or a closed connection: never a 5xx, never a hang, never an injected
 //! header, never a file from outside assets/, and its database must come out intact.
 
@@ -22,6 +22,7 @@ suite! {
     ],
     writable: [
         books_whose_author_is_a_payload_round_trip_exactly_and_are_escaped,
+        an_author_never_breaks_out_of_the_link_header,
     ],
 }
 
@@ -903,7 +904,7 @@ async fn a_static_path_can_only_ever_serve_a_file_from_assets() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Part 2: CRLF injection through the author and the cookie.
+// Part 2: CRLF injection through the author and the cookie, and the headers an author reaches.
 // ---------------------------------------------------------------------------------------------
 
 /// RFC 6265 4.1.1's cookie-octet: what a cookie value may hold unquoted.
@@ -1059,6 +1060,73 @@ async fn crlf_in_the_author_or_the_cookie_never_becomes_a_response_header(backen
                 assert_remembers(&response, "ker", &context);
             }
         }
+    }
+}
+
+async fn an_author_never_breaks_out_of_the_link_header(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // Authors that would end the link, start another, add a parameter or a header if the API
+    // copied them into its Link header as they are. Each gets 51 books: a page and one more.
+    let prefixes = [
+        "x>, <https://evil.example/>; rel=\"next\"",
+        "x\"; rel=\"preload",
+        "x; rel=preload; as=script",
+        "x,<//evil.example/>",
+        "x&author=evil&after=",
+        "x%0D%0AX-Injected: 1",
+        "x嘊嘍X-Injected: 1",
+        "x\u{2028}Link: <https://evil.example/>",
+    ];
+    for (n, prefix) in prefixes.iter().enumerate() {
+        let books: Vec<(String, String)> = (0..51)
+            .map(|i| (format!("link-{n}-{i:02}"), format!("{prefix} {i:02}")))
+            .collect();
+        let rows: Vec<(&str, &str, &str)> = books
+            .iter()
+            .map(|(isbn, author)| (isbn.as_str(), author.as_str(), "T"))
+            .collect();
+        app.add_books(&rows).await;
+
+        let context = format!("{prefix:?}");
+        let raw = app
+            .raw(&get(&format!("/api/books?author={}", encoded(prefix)), ""))
+            .await;
+        let response = single_response(&raw, &context);
+        assert_eq!(response.status, 200, "{context}: {raw}");
+        let links: Vec<&String> = response
+            .headers
+            .iter()
+            .filter(|line| line.to_ascii_lowercase().starts_with("link:"))
+            .collect();
+        assert_eq!(links.len(), 1, "{context}: {:?}", response.headers);
+        // One link, rel="next", whose URL is Penny's path and query, every byte of the author
+        // and the cursor percent-encoded.
+        let value = links[0]["link:".len()..].trim();
+        let url = value
+            .strip_prefix('<')
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("{context}: not one next link: {value}"));
+        assert!(
+            url.starts_with("/api/books?author=x%")
+                && url
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"%/?=&".contains(&byte)),
+            "{context}: {url}"
+        );
+        // Following it gives the last book, and a link back.
+        let next = app.get(url).await;
+        let books = api_books(&json(&next, &context), &context);
+        let last = (
+            format!("link-{n}-50"),
+            format!("{prefix} 50"),
+            "T".to_owned(),
+        );
+        assert_eq!(books, [last], "{context}");
+        assert!(
+            next.header("link").ends_with("; rel=\"prev\""),
+            "{context}: {}",
+            next.header("link")
+        );
     }
 }
 
