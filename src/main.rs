@@ -105,6 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("the listener has an address")?;
+    let shutdown = shutdown_signal();
     println!(
         "Penny is serving {} on http://{addr}",
         config.database.describe()
@@ -127,21 +128,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: config.max_in_flight,
         ..ServerOptions::default()
     };
-    server::serve(listener, app, options, shutdown_signal()).await;
+    server::serve(listener, app, options, shutdown).await;
     Ok(())
 }
 
 /// Completes on the first SIGTERM (what Heroku and Docker send) or SIGINT (Ctrl-C). Later
-/// signals are caught too, so a second SIGTERM cannot cut the drain short.
-async fn shutdown_signal() {
+/// signals are caught too, so a second SIGTERM cannot cut the drain short. The handlers are
+/// installed when this is called, not when it is first awaited: called before the banner, a
+/// signal sent as soon as Penny says it serves is a graceful shutdown, never a kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate =
         signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed at start-up");
     let mut interrupt =
         signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed at start-up");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Hostile input: malformed and smuggling-shaped HTTP over raw sockets, CRLF injection through
-//! the author and the `prev_author` cookie, and lists of XSS and SQL-injection payloads sent
-//! through every place an author can go. Penny must answer each with a 4xx, a page that shows
+//! the author (into the cookie and the API's Link header) and the `prev_author` cookie, and
+//! lists of XSS and SQL-injection payloads sent through every place an author can go. Penny must answer each with a 4xx, a page that shows
 //! the payload as text, or a closed connection: never a 5xx, never a hang, never an injected
 //! header, never a file from outside assets/, and its database must come out intact.
 
@@ -22,6 +22,7 @@ suite! {
     ],
     writable: [
         books_whose_author_is_a_payload_round_trip_exactly_and_are_escaped,
+        an_author_never_breaks_out_of_the_link_header,
     ],
 }
 
@@ -170,6 +171,17 @@ fn get_then_smuggled(headers: &str, body: &str) -> Vec<u8> {
     then_smuggled("GET /healthz HTTP/1.1", headers, body)
 }
 
+/// `count` header lines of `value_bytes` bytes each.
+fn headers(count: usize, value_bytes: usize) -> String {
+    let value = "v".repeat(value_bytes);
+    (0..count)
+        .map(|i| format!("X-Header-{i}: {value}\r\n"))
+        .collect()
+}
+
+/// A complete request, sent as the body of another.
+const HIDDEN: &str = "GET /healthz HTTP/1.1\r\nHost: penny\r\n\r\n";
+
 /// The corpus: a name, the bytes sent on a fresh connection, and what they may get.
 fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
     use Fate::{Answered, Refused};
@@ -274,6 +286,37 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
             Refused,
         ),
         ("500 headers", get("/", &many), Refused),
+        // hyper takes at most 100 headers: Host, Connection and 98 more, not 99.
+        ("100 headers", get("/", &headers(98, 1)), Answered(&[200])),
+        ("101 headers", get("/", &headers(99, 1)), Refused),
+        (
+            "few headers over the size limit",
+            get("/", &headers(80, 250)),
+            Refused,
+        ),
+        (
+            "a 15 KiB Cookie of a thousand pairs",
+            get(
+                "/searchform",
+                &format!(
+                    "Cookie: {}prev_author=Ker\r\n",
+                    (0..1000)
+                        .map(|i| format!("c{i:03}=v; "))
+                        .collect::<String>()
+                ),
+            ),
+            Answered(&[200]),
+        ),
+        (
+            "ninety Cookie lines",
+            get(
+                "/searchform",
+                &(0..90)
+                    .map(|i| format!("Cookie: c{i}=v\r\n"))
+                    .collect::<String>(),
+            ),
+            Answered(&[200]),
+        ),
         (
             "a space inside a header name",
             get("/", "X Bad: 1\r\n"),
@@ -550,6 +593,25 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
             get_then_smuggled("", ""),
             Answered(&[200, 404]),
         ),
+        // A whole request as the body of a GET is a body: the /healthz inside it is never
+        // answered (that would make a third response, a 200).
+        (
+            "a request hidden in a Content-Length body",
+            get_then_smuggled(&format!("Content-Length: {}\r\n", HIDDEN.len()), HIDDEN),
+            Answered(&[200, 404]),
+        ),
+        // A bad request ends the pipeline: the one before it is answered, it gets a 400 and the
+        // connection closes, so the one after it is not.
+        (
+            "a malformed request in the middle of a pipeline",
+            [
+                b"GET /healthz HTTP/1.1\r\nHost: penny\r\n\r\n".as_slice(),
+                b"GET / HTTP/9.9\r\nHost: penny\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: penny\r\nConnection: close\r\n\r\n",
+            ]
+            .concat(),
+            Answered(&[200, 400]),
+        ),
         // Paths trying to leave assets/.
         (
             "/static/../Cargo.toml",
@@ -622,6 +684,53 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
             Refused,
         ),
         ("//etc/passwd", get("//etc/passwd", ""), Refused),
+        (
+            "/static/.%2e/Cargo.toml",
+            get("/static/.%2e/Cargo.toml", ""),
+            Refused,
+        ),
+        (
+            "/static/%2e./Cargo.toml",
+            get("/static/%2e./Cargo.toml", ""),
+            Refused,
+        ),
+        (
+            "/static/%2E%2e%2f..%2F%2e%2E/etc/passwd",
+            get("/static/%2E%2e%2f..%2F%2e%2E/etc/passwd", ""),
+            Refused,
+        ),
+        (
+            "/static/..;/Cargo.toml",
+            get("/static/..;/Cargo.toml", ""),
+            Refused,
+        ),
+        (
+            "/static/%u002e%u002e/Cargo.toml",
+            get("/static/%u002e%u002e/Cargo.toml", ""),
+            Refused,
+        ),
+        ("/../Cargo.toml", get("/../Cargo.toml", ""), Refused),
+        (
+            "/%2e%2e/%2e%2e/etc/passwd",
+            get("/%2e%2e/%2e%2e/etc/passwd", ""),
+            Refused,
+        ),
+        (
+            "/favicon.ico/../Cargo.toml",
+            get("/favicon.ico/../Cargo.toml", ""),
+            Refused,
+        ),
+        // CRLF escaped into the path rather than the query: never decoded into a header.
+        (
+            "an encoded CRLF in a static path",
+            get("/static/x%0d%0aX-Injected:%201", ""),
+            Refused,
+        ),
+        (
+            "an encoded CRLF after a page's path",
+            get("/searchresults%0D%0ASet-Cookie:%20admin=1?author=ker", ""),
+            Refused,
+        ),
         ("/static/ alone", get("/static/", ""), Refused),
         // Absolute-form targets (RFC 9112 3.2.2: a server must accept them).
         (
@@ -735,6 +844,36 @@ async fn pipelined_requests_are_all_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_hundred_pipelined_requests_are_all_answered_in_order() {
+    let app = TestApp::start(Backend::Bundled).await;
+    let paths: Vec<&str> = (0..100)
+        .map(|i| ["/healthz", "/nope", "/api/books?author=sed"][i % 3])
+        .collect();
+    let mut request = String::new();
+    for (i, path) in paths.iter().enumerate() {
+        let close = if i == paths.len() - 1 {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        request.push_str(&format!("GET {path} HTTP/1.1\r\nHost: p\r\n{close}\r\n"));
+    }
+    let raw = app.raw(request.as_bytes()).await;
+    let answers = responses(&raw);
+    assert_eq!(answers.len(), paths.len(), "{raw}");
+    for (path, answer) in paths.iter().zip(&answers) {
+        match *path {
+            "/healthz" => assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n")),
+            "/nope" => assert_eq!(answer.status, 404, "{}", answer.body),
+            _ => {
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                assert!(answer.body.contains("Sedgewick"), "{}", answer.body);
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_static_path_can_only_ever_serve_a_file_from_assets() {
     let app = TestApp::start(Backend::Bundled).await;
     let css = app.get("/static/penny.css").await;
@@ -765,7 +904,7 @@ async fn a_static_path_can_only_ever_serve_a_file_from_assets() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Part 2: CRLF injection through the author and the cookie.
+// Part 2: CRLF injection through the author and the cookie, and the headers an author reaches.
 // ---------------------------------------------------------------------------------------------
 
 /// RFC 6265 4.1.1's cookie-octet: what a cookie value may hold unquoted.
@@ -921,6 +1060,73 @@ async fn crlf_in_the_author_or_the_cookie_never_becomes_a_response_header(backen
                 assert_remembers(&response, "ker", &context);
             }
         }
+    }
+}
+
+async fn an_author_never_breaks_out_of_the_link_header(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // Authors that would end the link, start another, add a parameter or a header if the API
+    // copied them into its Link header as they are. Each gets 51 books: a page and one more.
+    let prefixes = [
+        "x>, <https://evil.example/>; rel=\"next\"",
+        "x\"; rel=\"preload",
+        "x; rel=preload; as=script",
+        "x,<//evil.example/>",
+        "x&author=evil&after=",
+        "x%0D%0AX-Injected: 1",
+        "x嘊嘍X-Injected: 1",
+        "x\u{2028}Link: <https://evil.example/>",
+    ];
+    for (n, prefix) in prefixes.iter().enumerate() {
+        let books: Vec<(String, String)> = (0..51)
+            .map(|i| (format!("link-{n}-{i:02}"), format!("{prefix} {i:02}")))
+            .collect();
+        let rows: Vec<(&str, &str, &str)> = books
+            .iter()
+            .map(|(isbn, author)| (isbn.as_str(), author.as_str(), "T"))
+            .collect();
+        app.add_books(&rows).await;
+
+        let context = format!("{prefix:?}");
+        let raw = app
+            .raw(&get(&format!("/api/books?author={}", encoded(prefix)), ""))
+            .await;
+        let response = single_response(&raw, &context);
+        assert_eq!(response.status, 200, "{context}: {raw}");
+        let links: Vec<&String> = response
+            .headers
+            .iter()
+            .filter(|line| line.to_ascii_lowercase().starts_with("link:"))
+            .collect();
+        assert_eq!(links.len(), 1, "{context}: {:?}", response.headers);
+        // One link, rel="next", whose URL is Penny's path and query, every byte of the author
+        // and the cursor percent-encoded.
+        let value = links[0]["link:".len()..].trim();
+        let url = value
+            .strip_prefix('<')
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("{context}: not one next link: {value}"));
+        assert!(
+            url.starts_with("/api/books?author=x%")
+                && url
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"%/?=&".contains(&byte)),
+            "{context}: {url}"
+        );
+        // Following it gives the last book, and a link back.
+        let next = app.get(url).await;
+        let books = api_books(&json(&next, &context), &context);
+        let last = (
+            format!("link-{n}-50"),
+            format!("{prefix} 50"),
+            "T".to_owned(),
+        );
+        assert_eq!(books, [last], "{context}");
+        assert!(
+            next.header("link").ends_with("; rel=\"prev\""),
+            "{context}: {}",
+            next.header("link")
+        );
     }
 }
 

@@ -5,10 +5,10 @@
 mod common;
 
 use common::postgres::{PASSWORD, PgServer};
-use common::{RunningPenny, get};
+use common::{RunningPenny, TestDb, get};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
-use penny::db::{Db, Position};
+use penny::db::Position;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -36,11 +36,7 @@ fn server() -> Option<&'static PgServer> {
 async fn database(server: &PgServer) -> String {
     let dbname = server.create_database();
     let url = server.url(&dbname, "sslmode=disable&application_name=penny-setup");
-    let url = DatabaseUrl::parse(Some(&url)).unwrap();
-    let db = Db::open_for_schema(&url, &PoolConfig::default())
-        .await
-        .unwrap();
-    db.load_schema(false).await.expect("penny.sql loads");
+    TestDb::load(DatabaseUrl::parse(Some(&url)).unwrap(), None).await;
     dbname
 }
 
@@ -78,13 +74,9 @@ fn assert_every_connection(server: &PgServer, dbname: &str, ssl: &str, what: &st
 /// Opens `url` in-process, searches, and (while the connection stays open in the pool) checks
 /// with the server that it is, or is not, TLS.
 async fn search_and_check_tls(server: &PgServer, dbname: &str, url: &str, ssl: &str) {
-    let db = Db::open(
-        &DatabaseUrl::parse(Some(url)).unwrap(),
-        &PoolConfig::default(),
-    )
-    .await
-    .unwrap();
+    let db = TestDb::open(url, &PoolConfig::default()).await;
     let books = db
+        .db
         .search_books("ker", &Position::First)
         .await
         .expect("the search works")
@@ -96,9 +88,10 @@ async fn search_and_check_tls(server: &PgServer, dbname: &str, url: &str, ssl: &
 }
 
 /// Runs `penny` with `args`, none of the PostgreSQL settings of the environment the tests run
-/// in, and `env`; kills it if it has not exited after 10 s. Returns its output and how long it
-/// ran.
+/// in, and `env`; kills it if it has not exited after 10 s. Returns its output (checked for
+/// passwords) and how long it ran.
 fn penny(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    common::secrets::register_env(env);
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_penny"))
         .args(args)
@@ -120,7 +113,9 @@ fn penny(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
     }
     let elapsed = started.elapsed();
     let _ = child.kill();
-    (child.wait_with_output().unwrap(), elapsed)
+    let output = child.wait_with_output().unwrap();
+    common::secrets::check_output(&output, &args.join(" "));
+    (output, elapsed)
 }
 
 fn stdout(output: &Output) -> String {

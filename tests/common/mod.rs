@@ -1,8 +1,10 @@
 //! The test harness: Penny's real server on 127.0.0.1:0 over a real database, and a small HTTP
-//! client. Each backend gets a fresh database per test.
+//! client. Each backend gets a fresh database per test. Everything Penny sends or logs through
+//! the harness is checked for the tests' database passwords (see `secrets`).
 #![allow(dead_code, unused_macros)] // each test binary uses its own part of the harness
 
 pub mod postgres;
+pub mod secrets;
 
 /// Runs each listed test fn (taking a `Backend`) against each backend, as `backend::test_name`:
 /// the bundled demo, a fresh SQLite file and a fresh PostgreSQL database. Tests that add books
@@ -65,12 +67,14 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(backend: Backend) -> TestDb {
+        secrets::watch();
         match backend {
             Backend::Bundled => TestDb {
                 url: DatabaseUrl::Bundled,
-                db: Db::open(&DatabaseUrl::Bundled, &PoolConfig::default())
-                    .await
-                    .expect("the bundled database opens"),
+                db: secrets::expect(
+                    Db::open(&DatabaseUrl::Bundled, &PoolConfig::default()).await,
+                    "opening the bundled database",
+                ),
                 _dir: None,
             },
             Backend::SqliteFile => {
@@ -85,18 +89,32 @@ impl TestDb {
                 })
                 .await
                 .unwrap();
-                TestDb::load(DatabaseUrl::parse(Some(&url)).unwrap(), None).await
+                let url = secrets::expect(DatabaseUrl::parse(Some(&url)), "parsing the URL");
+                TestDb::load(url, None).await
             }
         }
     }
 
     /// Loads penny.sql into the database at `url` the way `penny init-db` does, and opens it.
     pub async fn load(url: DatabaseUrl, dir: Option<tempfile::TempDir>) -> TestDb {
-        let schema = Db::open_for_schema(&url, &PoolConfig::default())
-            .await
-            .unwrap();
-        schema.load_schema(false).await.expect("penny.sql loads");
-        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        secrets::watch();
+        let schema = secrets::expect(
+            Db::open_for_schema(&url, &PoolConfig::default()).await,
+            "opening the database for penny.sql",
+        );
+        secrets::expect(schema.load_schema(false).await, "loading penny.sql");
+        TestDb::open_url(url, &PoolConfig::default(), dir).await
+    }
+
+    /// Opens the database at `url` (a DATABASE_URL) as it is, with `pool`.
+    pub async fn open(url: &str, pool: &PoolConfig) -> TestDb {
+        secrets::watch();
+        let url = secrets::expect(DatabaseUrl::parse(Some(url)), "parsing the URL");
+        TestDb::open_url(url, pool, None).await
+    }
+
+    async fn open_url(url: DatabaseUrl, pool: &PoolConfig, dir: Option<tempfile::TempDir>) -> Self {
+        let db = secrets::expect(Db::open(&url, pool).await, "opening the database");
         TestDb { url, db, _dir: dir }
     }
 
@@ -105,6 +123,14 @@ impl TestDb {
         match &self.url {
             DatabaseUrl::Sqlite(path) => Some(path),
             _ => None,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            secrets::assert_no_logged_secret();
         }
     }
 }
@@ -123,6 +149,7 @@ impl TestApp {
     }
 
     pub async fn serve(db: TestDb, options: ServerOptions) -> TestApp {
+        secrets::watch();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Arc::new(App { db: db.db.clone() });
@@ -148,7 +175,7 @@ impl TestApp {
                 title: title.to_string(),
             })
             .collect();
-        self.db.db.add_books(books).await.expect("books are added");
+        secrets::expect(self.db.db.add_books(books).await, "adding books");
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {
@@ -178,6 +205,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown.take().unwrap().send(()).ok();
         self.task.take().unwrap().await.unwrap();
+        secrets::assert_no_logged_secret();
     }
 }
 
@@ -185,6 +213,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
+        }
+        if !std::thread::panicking() {
+            secrets::assert_no_logged_secret();
         }
     }
 }
@@ -198,8 +229,11 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Test
     send(addr, request.body(Empty::new()).unwrap()).await
 }
 
-/// Sends `request` on a new connection and reads the whole response.
+/// Sends `request` on a new connection and reads the whole response, which must hold no
+/// password, nor must any log line so far.
 pub async fn send(addr: SocketAddr, mut request: Request<Empty<Bytes>>) -> TestResponse {
+    secrets::watch();
+    let what = format!("{} {}", request.method(), request.uri());
     request
         .headers_mut()
         .insert("host", addr.to_string().parse().unwrap());
@@ -210,25 +244,40 @@ pub async fn send(addr: SocketAddr, mut request: Request<Empty<Bytes>>) -> TestR
     tokio::spawn(connection);
     let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
         .await
-        .expect("Penny answers within 10 s")
-        .expect("Penny answers");
-    let (parts, body) = response.into_parts();
+        .expect("Penny answers within 10 s");
+    // A log line with a password, not the failure it may have caused, is the news.
+    secrets::assert_no_logged_secret();
+    let (parts, body) = response.expect("Penny answers").into_parts();
+    if let Some(reason) = parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        secrets::check_bytes(reason.as_bytes(), &format!("the status line of {what}"));
+    }
     let body = body.collect().await.unwrap().to_bytes();
-    TestResponse {
+    let response = TestResponse {
         status: parts.status,
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         bytes: body,
-    }
+    };
+    response.check_for_secrets(&format!("the response to {what}"));
+    secrets::assert_no_logged_secret();
+    response
 }
 
 /// Writes raw bytes to the server at `addr` and returns everything it sends back until it
-/// closes the connection (or 5 s pass).
+/// closes the connection (or 5 s pass). What comes back must hold no password, nor must any
+/// log line so far.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    secrets::watch();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    let shown: String = secrets::mask(&String::from_utf8_lossy(request))
+        .chars()
+        .take(60)
+        .collect();
+    secrets::check_bytes(&response, &format!("the raw answer to {shown:?}"));
+    secrets::assert_no_logged_secret();
     String::from_utf8_lossy(&response).into_owned()
 }
 
@@ -241,6 +290,19 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// Fails the test if the status line, a header or the body holds a password.
+    pub fn check_for_secrets(&self, place: &str) {
+        secrets::check(
+            &self.status.to_string(),
+            &format!("the status line of {place}"),
+        );
+        for (name, value) in &self.headers {
+            let line = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
+            secrets::check(&line, &format!("a header of {place}"));
+        }
+        secrets::check_bytes(&self.bytes, &format!("the body of {place}"));
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -286,18 +348,43 @@ impl TestResponse {
     }
 }
 
-/// The `penny` binary running as a child process, its stdout collected line by line. Killed
-/// when dropped, so a failing test never leaves it behind.
+/// The `penny` binary running as a child process, its stdout and stderr collected line by
+/// line. Killed when dropped, so a failing test never leaves it behind; everything it printed
+/// is then checked for passwords.
 pub struct RunningPenny {
     pub child: std::process::Child,
     pub addr: SocketAddr,
     pub banner: String,
-    stdout: Arc<std::sync::Mutex<Vec<String>>>,
+    stdout: Lines,
+    stderr: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+type Lines = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Reads `stream` line by line into a list on a thread of its own, so that the pipe never
+/// fills up and blocks Penny. Bytes that are not UTF-8 are kept, replaced.
+fn collect_lines(
+    mut stream: impl std::io::BufRead + Send + 'static,
+) -> (Lines, std::thread::JoinHandle<()>) {
+    let lines = Lines::default();
+    let sink = lines.clone();
+    let reader = std::thread::spawn(move || {
+        let mut line = Vec::new();
+        while matches!(stream.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            sink.lock().unwrap().push(text.to_owned());
+            line.clear();
+        }
+    });
+    (lines, reader)
 }
 
 impl RunningPenny {
-    /// Starts `penny` with `args` and `env` (DATABASE_URL and PORT removed unless given) and
-    /// waits for the line that says where it serves.
+    /// Starts `penny` with `args` and `env` (DATABASE_URL and PORT removed unless given;
+    /// RUST_LOG=debug unless given, so that every line Penny can log is checked) and waits for
+    /// the line that says where it serves.
     pub fn start(
         args: &[&str],
         env: &[(&str, &str)],
@@ -318,12 +405,14 @@ impl RunningPenny {
         dir: Option<&std::path::Path>,
     ) -> RunningPenny {
         use std::io::BufRead;
+        secrets::watch();
+        secrets::register_env(env);
         let mut command = std::process::Command::new(binary);
         command
             .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("PORT")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -331,14 +420,15 @@ impl RunningPenny {
             command.current_dir(dir);
         }
         let mut child = command.spawn().expect("penny starts");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let banner = match lines.next() {
-            Some(Ok(line)) => line,
-            _ => {
-                let output = child.wait_with_output().unwrap();
-                panic!("penny exited: {}", String::from_utf8_lossy(&output.stderr));
-            }
-        };
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        if !matches!(stdout.read_line(&mut banner), Ok(n) if n > 0) {
+            let output = child.wait_with_output().unwrap();
+            secrets::check_bytes(&output.stderr, "the stderr of penny, which exited at start");
+            panic!("penny exited: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let banner = banner.trim_end().to_owned();
+        secrets::check(&banner, "penny's banner");
         let url = banner
             .rsplit("http://")
             .next()
@@ -347,24 +437,32 @@ impl RunningPenny {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (stdout, stdout_reader) = collect_lines(stdout);
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (stderr, stderr_reader) = collect_lines(stderr);
         RunningPenny {
             child,
             addr,
             banner,
             stdout,
+            stderr,
+            readers: vec![stdout_reader, stderr_reader],
         }
     }
 
-    /// Everything penny has printed after its banner so far.
+    /// Everything penny has printed to stdout after its banner so far (its log), checked for
+    /// passwords.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
+        let text = self.stdout.lock().unwrap().join("\n");
+        secrets::check(&text, "penny's stdout");
+        text
+    }
+
+    /// Everything penny has printed to stderr so far, checked for passwords.
+    pub fn stderr(&self) -> String {
+        let text = self.stderr.lock().unwrap().join("\n");
+        secrets::check(&text, "penny's stderr");
+        text
     }
 
     /// Sends a signal by name (TERM, INT) to the process.
@@ -376,16 +474,25 @@ impl RunningPenny {
         assert!(status.success());
     }
 
-    /// Waits up to `limit` for the process to exit.
+    /// Waits up to `limit` for the process to exit. Once it has, `stdout` and `stderr` hold
+    /// all it printed.
     pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.finish_reading();
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Waits for the readers to reach the end of the pipes: the process has exited.
+    fn finish_reading(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 }
 
@@ -393,15 +500,23 @@ impl Drop for RunningPenny {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.finish_reading();
+        if !std::thread::panicking() {
+            self.stdout();
+            self.stderr();
+        }
     }
 }
 
-/// Runs `penny` to completion with `args` and `env` (no DATABASE_URL unless given).
+/// Runs `penny` to completion with `args` and `env` (no DATABASE_URL unless given); what it
+/// printed is checked for passwords.
 pub fn run_penny(
     args: &[&str],
     env: &[(&str, &str)],
     dir: Option<&std::path::Path>,
 ) -> std::process::Output {
+    secrets::watch();
+    secrets::register_env(env);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_penny"));
     command
         .args(args)
@@ -410,5 +525,7 @@ pub fn run_penny(
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    command.output().expect("penny runs")
+    let output = command.output().expect("penny runs");
+    secrets::check_output(&output, &args.join(" "));
+    output
 }

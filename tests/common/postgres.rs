@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The superuser's password: the tests check it never shows up anywhere.
+/// The superuser's password, in every Postgres test's DATABASE_URL: the harness checks that it
+/// never shows up anywhere (see `secrets`).
 pub const PASSWORD: &str = "pw-Zq7-never-shown";
 
 /// A PostgreSQL server for tests.
@@ -170,8 +171,10 @@ impl PgServer {
         self.pg_ctl(&["start", "-w", "-t", "30", "-l", log.to_str().unwrap()]);
     }
 
-    /// Changes the superuser's password (a credential rotation).
+    /// Changes the superuser's password (a credential rotation). The new one must never show up
+    /// anywhere either.
     pub fn set_password(&self, password: &str) {
+        super::secrets::register(password);
         self.psql(
             "postgres",
             &format!("ALTER USER postgres PASSWORD '{password}'"),
