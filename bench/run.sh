@@ -289,7 +289,7 @@ start_penny() {
   if [ -n "$url" ]; then
     DATABASE_URL=$url "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
   else
-    "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
+    env -u DATABASE_URL "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
   fi
   PENNY_PID=$!
   PIDS+=("$PENNY_PID")
@@ -375,6 +375,7 @@ http_backend() {
   done
   stop_penny
 }
+http_backend bundled "SQLite (bundled demo, 3 books)" ""
 http_backend sqlite "SQLite file (3 books)" "$SQLITE_URL"
 http_backend pg "PostgreSQL (3 books)" "$PG_URL"
 step_done http "$started"
