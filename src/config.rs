@@ -131,7 +131,16 @@ impl PostgresUrl {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<PostgresUrl, ConfigError> {
         // Penny's own parameters are taken out; tokio-postgres refuses names it does not know.
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        // The query starts after the credentials, which end at the first `@` (as tokio-postgres
+        // reads them): a `?` in a password is part of the password.
+        let after_credentials = url.find('@').map_or(0, |at| at + 1);
+        let (base, query) = match url[after_credentials..].find('?') {
+            Some(mark) => {
+                let (base, query) = url.split_at(after_credentials + mark);
+                (base, &query[1..])
+            }
+            None => (url, ""),
+        };
         let mut ssl_mode = None;
         let mut root_cert = None;
         let mut pgbouncer = None;
@@ -471,6 +480,18 @@ mod tests {
             let err = postgres(bad, &[]).unwrap_err();
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_starts_no_parameters() {
+        let pg = postgres("postgres://u:x?pgbouncer=maybe@h/d", &[]).unwrap();
+        assert_eq!(pg.config.get_password(), Some(&b"x?pgbouncer=maybe"[..]));
+        assert!(!pg.pgbouncer);
+        let url = "postgres://u:a?sslmode=disable&b@h/d?sslmode=require&pgbouncer=1";
+        let pg = postgres(url, &[]).unwrap();
+        assert_eq!(pg.config.get_password(), Some(&b"a?sslmode=disable&b"[..]));
+        assert_eq!(pg.ssl_mode, SslMode::Require);
+        assert!(pg.pgbouncer);
     }
 
     #[test]
