@@ -891,7 +891,9 @@ async fn slowloris_sockets_are_dropped_after_the_header_timeout_while_other_clie
 
     for closed in &closed_after {
         assert!(
-            *closed >= header_timeout - Duration::from_millis(100),
+            // Timed from when the client saw its connection open, a moment after the server
+            // started its clock.
+            *closed >= header_timeout - Duration::from_millis(300),
             "dropped only at the timeout: {closed:?}"
         );
         assert!(
