@@ -427,7 +427,6 @@ async fn postgres_stopped_under_load_gives_503s_within_2_s_and_200s_resume_withi
     // of a second of CPU, and the figure is about noticing the database is back, not about how
     // many handshakes two cores manage at once.
     let mut penny = serve(&[("DATABASE_URL", &url), ("PENNY_POOL_SIZE", "4")]);
-    let pid = penny.child.id();
     warm_up(penny.addr, 32).await;
 
     let clock = Instant::now();
@@ -555,8 +554,7 @@ async fn postgres_stopped_under_load_gives_503s_within_2_s_and_200s_resume_withi
         "every request 2 s after PostgreSQL is back succeeds: {}",
         describe(&recovered)
     );
-    assert!(is_running(&mut penny), "penny is still running");
-    assert_eq!(penny.child.id(), pid, "no restart");
+    assert!(is_running(&mut penny), "the same penny served throughout");
 }
 
 // ---------------------------------------------------------------------------------------------
