@@ -151,6 +151,8 @@ tcp_accepted() {
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$PENNY_PID/status"; }
 peak_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$PENNY_PID/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+thousands() { printf '%.0f' "$1" | sed ':a; s/\B[0-9]\{3\}\>/,&/; ta'; }
+milliseconds() { awk -v ms="$1" 'BEGIN { printf "%.1f ms", ms }'; }
 
 # Writes Penny's VmRSS (KiB) to $1 every second until stopped. Sets SAMPLER.
 start_sampler() {
@@ -225,7 +227,7 @@ soak_backend() {
     fi
     local mode_label="keep-alive"
     [ "$mode" = churn ] && mode_label="new connection per request"
-    SOAK_ROWS+=("| $label | $mode_label | $(printf "%'d" "$REQUESTS") | $(printf "%'.0f" "$RATE") | $P50 ms | $P99 ms | $MAX ms | $E_CONNECT / $E_READ / $E_WRITE / $E_TIMEOUT | $bad | $S5XX | $(printf "%'d" "$accepted") | $(mib "$start_kib") → $(mib "$top_kib") → $(mib "$end_kib") | $verdict |")
+    SOAK_ROWS+=("| $label | $mode_label | $(thousands "$REQUESTS") | $(thousands "$RATE") | $(milliseconds "$P50") | $(milliseconds "$P99") | $(milliseconds "$MAX") | $E_CONNECT / $E_READ / $E_WRITE / $E_TIMEOUT | $bad | $S5XX | $(thousands "$accepted") | $(mib "$start_kib") → $(mib "$top_kib") → $(mib "$end_kib") | $verdict |")
     printf '  %-26s %9d requests %8.0f/s  p99 %7s ms  errors %d  non-2xx/3xx %d  5xx %d  RSS %s → %s → %s MiB  %s\n' \
       "$mode_label" "$REQUESTS" "$RATE" "$P99" "$errors" "$bad" "$S5XX" \
       "$(mib "$start_kib")" "$(mib "$top_kib")" "$(mib "$end_kib")" "$verdict" >&2
