@@ -973,8 +973,6 @@ fn penny_backends(server: &PgServer, dbname: &str) -> (u32, u32) {
     (all.parse().unwrap(), waiting.parse().unwrap())
 }
 
-// Needs the per-query deadline (PENNY_QUERY_TIMEOUT_SECS): without it a request that holds a
-// connection waits for as long as the lock is held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_timeouts_and_is_whole_afterwards()
  {
@@ -1073,20 +1071,34 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
         "{recovered:?}"
     );
 
-    // The pool is whole: POOL searches at once each get a connection and wait on a lock shorter
-    // than the query timeout, and succeed; a connection lost to the cancellations would leave
-    // one of them without, and it would get a 503 after the checkout timeout.
+    // The pool is whole. It opens all POOL connections again (a cancelled query's connection
+    // is replaced), and then POOL searches at once each get one, wait on a lock shorter than
+    // the query timeout, and succeed. A connection lost to the cancellations would leave one of
+    // them without, and it would get a 503 after the checkout timeout.
+    let reopening = Instant::now();
+    let mut open = 0;
+    while open < POOL && reopening.elapsed() < Duration::from_secs(10) {
+        warm_up(penny.addr, POOL as usize).await;
+        let dbname = dbname.clone();
+        open = blocking(move || penny_backends(PgServer::shared(), &dbname).0).await;
+    }
     let lock = {
         let dbname = dbname.clone();
-        blocking(move || TableLock::take(PgServer::shared(), &dbname, 1.2)).await
+        blocking(move || TableLock::take(PgServer::shared(), &dbname, 1.5)).await
     };
     let searches: Vec<_> = (0..POOL)
         .map(|_| tokio::spawn(timed_get(penny.addr, "/searchresults?author=ker")))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (open, waiting) = {
+    let waiting = {
         let dbname = dbname.clone();
-        blocking(move || penny_backends(PgServer::shared(), &dbname)).await
+        blocking(move || {
+            let server = PgServer::shared();
+            common::postgres::wait_until(Duration::from_millis(1200), || {
+                penny_backends(server, &dbname).1 == POOL
+            });
+            penny_backends(server, &dbname).1
+        })
+        .await
     };
     let mut statuses = Vec::new();
     for search in searches {
@@ -1095,10 +1107,14 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
     }
     drop(lock);
     println!(
-        "  afterwards: {open} connections open, {waiting} waiting on a second lock; the {POOL} searches: {statuses:?}"
+        "  afterwards: {open} connections open again after {}, {waiting} waiting on a second lock; the {POOL} searches: {statuses:?}",
+        ms(reopening.elapsed())
     );
-    assert_eq!(waiting, POOL, "every connection of the pool is in use");
-    assert!(open <= POOL, "no more than the pool's size: {open}");
+    assert_eq!(open, POOL, "the pool opens all its connections again");
+    assert_eq!(
+        waiting, POOL,
+        "every connection of the pool is in use at once"
+    );
     for (status, _) in &statuses {
         assert_eq!(status.as_ref().ok(), Some(&StatusCode::OK), "{statuses:?}");
     }
@@ -1109,7 +1125,6 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
 // The limit on requests in flight.
 // ---------------------------------------------------------------------------------------------
 
-// Needs the limit on requests in flight (PENNY_MAX_IN_FLIGHT).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_beyond_the_in_flight_limit_get_an_immediate_503_with_retry_after() {
     const LIMIT: usize = 8;
