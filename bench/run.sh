@@ -41,6 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+SCRIPT=bench/run.sh
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -95,42 +96,20 @@ unset BENCH_REPEATS BENCH_ITERATIONS BENCH_NEW_CONN_CALLS BENCH_TASKS
 # Penny's default (info: one log line per request).
 unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER
 
-say() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf '\nbench/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 RUN_STARTED=$(now)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/penny-bench.XXXXXX")
 chmod 755 "$WORK"
 RECORDS=$WORK/records.tsv
 : > "$RECORDS"
-PIDS=()          # every background process started here, stopped by cleanup
-PG_RUNNING=0
-PGDATA=
-PGBIN=
-WATCHDOG=
-
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 
 cleanup() {
   local status=$?
   set +e
   trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [ "$PG_RUNNING" = 1 ]; then
-    as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" stop -m immediate >/dev/null 2>&1 ||
-      echo "bench/run.sh: could not stop the PostgreSQL in $PGDATA" >&2
-  fi
-  if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; fi
-  if [ "$status" -ne 0 ] && [ -s "$WORK/pg/server.log" ]; then
-    echo "--- last lines of PostgreSQL's log ---" >&2
-    tail -n 15 "$WORK/pg/server.log" >&2
-  fi
+  stop_started "$status"
   rm -rf "$WORK"
   exit "$status"
 }
@@ -138,22 +117,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-forget_pid() {
-  local keep=() pid
-  for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
-  PIDS=("${keep[@]}")
-}
-
 record() { local IFS=$'\t'; printf '%s\n' "$*" >> "$RECORDS"; }
-
-free_port() {
-  local port _
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  die "no free port on 127.0.0.1"
-}
 
 STEP_TIMES=()
 step_done() { STEP_TIMES+=("$1 $(since "$2" | awk '{ printf "%.0f", $1 }') s"); }
@@ -171,23 +135,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-for tool in initdb pg_ctl pgbench psql; do
-  [ -x "$PGBIN/$tool" ] || die "no $PGBIN/$tool (apt-get install postgresql)"
-done
-if [ "$(id -u)" = 0 ]; then
-  id postgres >/dev/null 2>&1 || die "running as root needs the postgres OS user (apt-get install postgresql)"
-fi
-CORES=$(nproc)
-if [ "$CORES" -ge 2 ]; then
-  PIN_CLIENT=(taskset -c 0)
-  PIN_SERVER=(taskset -c 1)
-  PINNING="wrk on core 0, Penny on core 1 (taskset); PostgreSQL unpinned"
-else
-  PIN_CLIENT=()
-  PIN_SERVER=()
-  PINNING="one core: nothing pinned"
-fi
+find_postgres pgbench
+pin_cores
 echo "ok ($PGBIN, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2))" >&2
 
 # ---------------------------------------------------------------------------------------------
@@ -208,51 +157,8 @@ step_done build "$started"
 
 # ---------------------------------------------------------------------------------------------
 say "a throwaway PostgreSQL"
-PGDIR=$WORK/pg
-PGDATA=$PGDIR/data
-PG_PASSWORD="bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-mkdir -p "$PGDIR"
-printf '%s\n' "$PG_PASSWORD" > "$PGDIR/pwfile"
-[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGDIR"
-as_postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C.UTF-8 \
-  --auth-local=trust --auth-host=scram-sha-256 --pwfile="$PGDIR/pwfile" > "$WORK/initdb.log" 2>&1 ||
-  { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-rm -f "$PGDIR/pwfile"
-# Stops the server and removes the files even if this script is killed with SIGKILL.
-bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$2/pg_ctl" -D "$3" stop -m immediate
-  else "$2/pg_ctl" -D "$3" stop -m immediate; fi
-  rm -rf "$4"' watchdog $$ "$PGBIN" "$PGDATA" "$WORK" </dev/null >/dev/null 2>&1 &
-WATCHDOG=$!
-for _ in 1 2 3; do
-  PG_PORT=$(free_port)
-  cat >> "$PGDATA/postgresql.conf" <<EOF
-# bench/run.sh (a later port line wins)
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$PGDIR'
-max_connections = 100
-logging_collector = off
-log_autovacuum_min_duration = 0
-log_checkpoints = on
-EOF
-  if as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 30 -l "$PGDIR/server.log" start >/dev/null; then
-    PG_RUNNING=1
-    break
-  fi
-done
-[ "$PG_RUNNING" = 1 ] || die "PostgreSQL did not start (see its log above)"
-PG_VERSION=$("$PGBIN/postgres" --version | awk '{print $3}')
-export PGPASSWORD=$PG_PASSWORD
-# psql_on DBNAME ARGS…: psql as the superuser, over TCP with the password.
-psql_on() {
-  local dbname=$1
-  shift
-  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
-    "host=127.0.0.1 port=$PG_PORT user=postgres dbname=$dbname sslmode=disable" "$@"
-}
+start_postgres
 psql_on postgres -c "CREATE DATABASE penny" >/dev/null
-pg_url() { echo "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
 PG_URL=$(pg_url penny)
 DATABASE_URL=$PG_URL "$PENNY" init-db >&2
 SQLITE_FILE=$WORK/penny.sqlite
@@ -260,12 +166,7 @@ SQLITE_URL="sqlite://$SQLITE_FILE"
 DATABASE_URL=$SQLITE_URL "$PENNY" init-db >&2
 echo "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (scram-sha-256 over TCP, sslmode=disable)" >&2
 
-CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-[ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
-MEM_TOTAL=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+changes"
+describe_machine
 record meta "**Machine:** $CORES cores (nproc), $CPU_MODEL, $MEM_TOTAL RAM; $(uname -sr); load average at start $LOAD_AT_START"
 record meta "**Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), penny $COMMIT, $MODE, $REPEATS repeat(s)${BENCH_PARTS:+, parts: $PARTS}; PostgreSQL $PG_VERSION on 127.0.0.1 (scram-sha-256, no TLS), $PINNING"
 
@@ -280,47 +181,6 @@ step_done pooling "$started"
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Penny on core 1, for wrk. Sets PENNY_PID and PENNY_PORT.
-PENNY_RUNS=0
-start_penny() {
-  local url=$1
-  PENNY_RUNS=$((PENNY_RUNS + 1))
-  PENNY_LOG=$WORK/penny-$PENNY_RUNS.log
-  if [ -n "$url" ]; then
-    DATABASE_URL=$url "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
-  else
-    env -u DATABASE_URL "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 > "$PENNY_LOG" 2>&1 &
-  fi
-  PENNY_PID=$!
-  PIDS+=("$PENNY_PID")
-  PENNY_PORT=
-  local _
-  for _ in $(seq 1 200); do
-    PENNY_PORT=$(sed -n 's|.* on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$PENNY_LOG" | head -n 1)
-    [ -n "$PENNY_PORT" ] && break
-    kill -0 "$PENNY_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [ -z "$PENNY_PORT" ]; then
-    cat "$PENNY_LOG" >&2
-    die "penny did not start"
-  fi
-}
-
-stop_penny() {
-  kill -TERM "$PENNY_PID" 2>/dev/null || true
-  wait "$PENNY_PID" 2>/dev/null || true
-  forget_pid "$PENNY_PID"
-  rm -f "$PENNY_LOG"
-}
-
-# Fails loudly unless GET $1 answers 200.
-expect_200() {
-  local code
-  code=$(curl -s -o "$WORK/body" -w '%{http_code}' --max-time 5 "$1") || code="no answer"
-  [ "$code" = 200 ] || { tail -n 5 "$PENNY_LOG" >&2; die "GET $1 gave $code, not 200"; }
-}
-
 # wrk, pinned: run_wrk CONNECTIONS SECONDS URL. Sets RPS P50 P99 ERRORS. wrk runs in the
 # background and is waited for: wrk catches Ctrl-C and exits normally, and bash would then
 # ignore the Ctrl-C for a command in the foreground; a `wait` is cut short by it.
