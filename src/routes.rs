@@ -170,10 +170,11 @@ async fn healthz(app: &App) -> Response<Body> {
     let (status, body) = match app.db.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n"),
         Err(err) => {
-            tracing::warn!(
-                error = AppError::from(err).cause_chain(),
-                "health check failed"
-            );
+            // An outage is logged where it is noticed, once per cause, not at every probe.
+            let err = AppError::from(err);
+            if err.is_logged() {
+                tracing::warn!(error = err.cause_chain(), "health check failed");
+            }
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
         }
     };

@@ -7,8 +7,8 @@ pub mod synthetic;
 
 use crate::config::{DatabaseUrl, PoolConfig};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A row of the books table, as the pages and the JSON API show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,9 +39,15 @@ pub enum DbError {
 pub struct Db {
     backend: Backend,
     /// Whether the last attempt to reach the database worked, so that an outage is logged
-    /// once when it starts and once when it ends, not once per request.
+    /// when it starts and when it ends, not once per request.
     reachable: Arc<AtomicBool>,
+    /// The causes logged during the current outage: each different one is logged once, so a
+    /// restart that turns into a refused password says so.
+    outage_causes: Arc<Mutex<Vec<String>>>,
 }
+
+/// Enough different causes for one outage; beyond that they are not logged.
+const MAX_OUTAGE_CAUSES: usize = 8;
 
 /// One arm per database; each method of `Db` matches on it, so every query exists for both.
 #[derive(Clone)]
@@ -185,6 +191,7 @@ impl Db {
         Db {
             backend,
             reachable: Arc::new(AtomicBool::new(true)),
+            outage_causes: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -203,15 +210,23 @@ impl Db {
         }
     }
 
-    /// Logs the start and the end of an outage, once each.
+    /// Logs the start and the end of an outage, and each different cause once in between.
+    /// Only failures take the lock; a working database costs one atomic load.
     fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
         match &result {
             Err(DbError::Unavailable(cause)) => {
+                let cause = cause_chain(cause.as_ref());
+                let mut causes = self
+                    .outage_causes
+                    .lock()
+                    .expect("the lock is never held across a panic");
                 if self.reachable.swap(false, Ordering::Relaxed) {
-                    tracing::error!(
-                        cause = cause_chain(cause.as_ref()),
-                        "the database is unavailable"
-                    );
+                    causes.clear();
+                    tracing::error!(cause, "the database is unavailable");
+                    causes.push(cause);
+                } else if causes.len() < MAX_OUTAGE_CAUSES && !causes.contains(&cause) {
+                    tracing::error!(cause, "the database is still unavailable");
+                    causes.push(cause);
                 }
             }
             Ok(_) => {
