@@ -1387,14 +1387,22 @@ async fn a_sqlite_file_broken_under_a_running_server_gives_generic_error_pages_a
             // lives at its path: the answers above are 200s or error pages, never a crash.
             Breakage::Removed | Breakage::ReplacedByADirectory | Breakage::MadeUnreadable => {}
         }
-        // A connection that read the file while it was empty keeps SQLite's empty schema until
-        // the pool replaces it, so after a truncation the errors outlast the repair.
-        if !matches!(breakage, Breakage::Truncated) {
-            assert!(
-                figures.repaired.iter().all(|s| s.is(StatusCode::OK)),
-                "{breakage:?}: served again once the file is back: {}",
-                describe(&figures.repaired.iter().collect::<Vec<_>>())
-            );
-        }
+        // A connection that read the file while it was empty keeps SQLite's empty schema, so
+        // after a truncation each pooled connection may fail once more; a connection whose
+        // statement failed is closed, never reused, so that is all (the pool holds 10).
+        let failed_after_repair = figures
+            .repaired
+            .iter()
+            .filter(|s| !s.is(StatusCode::OK))
+            .count();
+        let allowed = match breakage {
+            Breakage::Truncated => 10,
+            _ => 0,
+        };
+        assert!(
+            failed_after_repair <= allowed,
+            "{breakage:?}: served again once the file is back: {}",
+            describe(&figures.repaired.iter().collect::<Vec<_>>())
+        );
     }
 }

@@ -33,7 +33,7 @@ const BEFORE: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FRO
 /// A pool of SQLite connections. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteDb {
-    pool: r2d2::Pool<SqliteConnectionManager>,
+    pool: r2d2::Pool<Manager>,
     /// The bundled database: read-only bytes in memory, so a query on it never waits.
     in_memory: bool,
 }
@@ -91,7 +91,7 @@ impl SqliteDb {
                 }
             }
             Ok(SqliteDb {
-                pool: builder.build_unchecked(manager),
+                pool: builder.build_unchecked(Manager(manager)),
                 in_memory: false,
             })
         })
@@ -109,13 +109,13 @@ impl SqliteDb {
         // handing it to another thread costs; with a connection free, it runs right here.
         if self.in_memory {
             if let Some(mut conn) = self.pool.try_get() {
-                return f(&mut conn).map_err(classify);
+                return conn.run(f);
             }
         }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|err| DbError::Unavailable(err.into()))?;
-            f(&mut conn).map_err(classify)
+            conn.run(f)
         })
         .await
         .map_err(|err| DbError::Query(err.into()))?
@@ -257,6 +257,50 @@ fn no_books_table(what: &str, err: rusqlite::Error) -> DbError {
 }
 
 /// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable".
+/// r2d2_sqlite's manager, except that a connection whose statement failed is closed instead of
+/// going back to the pool. A connection keeps what it has read of the schema: one that saw the
+/// file truncated would go on answering "no such table" after the file was put back, until the
+/// pool retired it half an hour later. Opening a new one costs far less than that.
+#[derive(Debug)]
+struct Manager(SqliteConnectionManager);
+
+/// A pooled connection, and whether its last statement failed.
+struct Conn {
+    connection: Connection,
+    failed: bool,
+}
+
+impl Conn {
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        let result = f(&mut self.connection);
+        self.failed = result.is_err();
+        result.map_err(classify)
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Conn, rusqlite::Error> {
+        Ok(Conn {
+            connection: self.0.connect()?,
+            failed: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), rusqlite::Error> {
+        self.0.is_valid(&mut conn.connection)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.failed
+    }
+}
+
 fn classify(err: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode::*;
     match err.sqlite_error_code() {
