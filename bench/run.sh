@@ -124,17 +124,7 @@ step_done() { STEP_TIMES+=("$1 $(since "$2" | awk '{ printf "%.0f", $1 }') s"); 
 
 # ---------------------------------------------------------------------------------------------
 say "tools"
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v taskset >/dev/null || missing+=(util-linux)
-command -v curl >/dev/null || missing+=(curl)
-command -v runuser >/dev/null || missing+=(util-linux)
-ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing+=(postgresql)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing wrk:wrk taskset:util-linux curl:curl runuser:util-linux
 find_postgres pgbench
 pin_cores
 echo "ok ($PGBIN, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2))" >&2

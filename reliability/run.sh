@@ -103,19 +103,8 @@ fail() { FAILURES+=("$*"); printf '  FAILED: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
 say "tools"
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v taskset >/dev/null || missing+=(util-linux)
-command -v curl >/dev/null || missing+=(curl)
-command -v runuser >/dev/null || missing+=(util-linux)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v psql >/dev/null || missing+=(postgresql-client)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing wrk:wrk taskset:util-linux curl:curl runuser:util-linux openssl:openssl \
+  psql:postgresql-client
 find_postgres postgres
 pin_cores
 # wrk holds a socket per connection and Penny one more each; churn leaves many more behind.

@@ -54,6 +54,46 @@ fn one_clear_line(output: &std::process::Output) -> String {
     err
 }
 
+/// Starts a psql session that takes the books table's exclusive lock, then runs `then` (e.g.
+/// `SELECT pg_sleep(3); COMMIT;`), and returns once the lock is held: psql can take a while to
+/// start on a busy machine, so this waits for the lock, not a fixed time.
+fn lock_books(server: &PgServer, dbname: &str, then: &str) -> std::process::Child {
+    let sql = format!("BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; {then}");
+    let locker = std::process::Command::new("psql")
+        .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
+        .args(["-X", "-q", "-o", "/dev/null", "-c", &sql])
+        .spawn()
+        .unwrap();
+    let locked = common::postgres::wait_until(Duration::from_secs(10), || {
+        server.psql(
+            dbname,
+            "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation \
+             WHERE relname = 'books' AND mode = 'AccessExclusiveLock' AND granted",
+        ) == "1"
+    });
+    assert!(locked, "the other session never got its lock");
+    locker
+}
+
+/// `count` searches sent at once: each one's status and how long it took.
+async fn searches_at_once(penny: &RunningPenny, count: usize) -> Vec<(StatusCode, Duration)> {
+    let requests: Vec<_> = (0..count)
+        .map(|_| {
+            let addr = penny.addr;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
+                (response.status, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    answers
+}
+
 #[tokio::test]
 async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     if !can_start_servers() {
@@ -228,36 +268,8 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
 
     // Another session locks the table for 3 s: the searches holding both connections wait.
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let lock_sql = "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;";
-    let mut locker = std::process::Command::new("psql")
-        .arg(server.url(dbname, "sslmode=disable"))
-        .args(["-X", "-q", "-c", lock_sql])
-        .spawn()
-        .unwrap();
-    // psql can take a while to start on a busy machine: wait for the lock, not a fixed time.
-    let locked = common::postgres::wait_until(Duration::from_secs(10), || {
-        server.psql(
-            dbname,
-            "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation \
-             WHERE relname = 'books' AND mode = 'AccessExclusiveLock' AND granted",
-        ) == "1"
-    });
-    assert!(locked, "the other session never got its lock");
-
-    let requests: Vec<_> = (0..6)
-        .map(|_| {
-            let addr = penny.addr;
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
-                (response.status, started.elapsed())
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for request in requests {
-        answers.push(request.await.unwrap());
-    }
+    let mut locker = lock_books(server, dbname, "SELECT pg_sleep(3); COMMIT;");
+    let answers = searches_at_once(&penny, 6).await;
     locker.wait().unwrap();
     let unavailable: Vec<_> = answers
         .iter()
@@ -313,26 +325,8 @@ async fn a_lock_held_for_ever_gives_503s_after_the_query_timeout_and_cancels_the
 
     // Another session takes the table and keeps it far longer than anyone should wait.
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let lock_sql = "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);";
-    let mut locker = std::process::Command::new("psql")
-        .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
-        .args(["-X", "-q", "-c", lock_sql])
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let requests: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = penny.addr;
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
-                (response.status, started.elapsed())
-            })
-        })
-        .collect();
-    for request in requests {
-        let (status, took) = request.await.unwrap();
+    let mut locker = lock_books(server, dbname, "SELECT pg_sleep(60);");
+    for (status, took) in searches_at_once(&penny, 4).await {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(took < Duration::from_secs(3), "took {took:?}");
     }
