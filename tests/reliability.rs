@@ -913,14 +913,17 @@ async fn slowloris_sockets_are_dropped_after_the_header_timeout_while_other_clie
             "dropped soon after the timeout: {closed:?}"
         );
     }
+    // Normal clients keep their latency: all answered, p99 far under a second, and none made
+    // to wait anything like the header timeout the slow sockets are held to. (One connect in
+    // thousands can still meet a 1 s SYN retransmission on a busy machine, so the bound on
+    // single requests is the timeout, not 1 s.)
     for sample in before.iter().chain(&during) {
         assert!(sample.is(StatusCode::OK), "{sample:?}");
-        assert!(
-            sample.took < Duration::from_secs(1),
-            "answered within 1 s: {sample:?}"
-        );
+        assert!(sample.took < header_timeout, "not held up: {sample:?}");
     }
     assert!(!during.is_empty());
+    let p99 = percentile(&latencies(during.iter().copied()), 99.0);
+    assert!(p99 < Duration::from_millis(500), "p99 during: {p99:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
