@@ -10,9 +10,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Limits that protect the server from slow or greedy clients.
 #[derive(Clone, Debug)]
@@ -52,10 +52,9 @@ pub async fn serve(
         .max_header_size(options.max_header_bytes)
         .max_buf_size(options.max_header_bytes.max(8192) * 2);
     let graceful = GracefulShutdown::new();
-    let in_flight = Arc::new(InFlight {
-        count: AtomicUsize::new(0),
-        limit: options.max_in_flight,
-    });
+    // Requests being handled now, against the limit: past it a request is refused at once
+    // rather than queued, since waiting longer only adds to a backlog.
+    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -76,7 +75,8 @@ pub async fn serve(
         let in_flight = in_flight.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            let admitted = in_flight.enter();
+            // Held until the request's future is dropped, also when the client goes away.
+            let admitted = in_flight.clone().try_acquire_owned().ok();
             async move {
                 let started = Instant::now();
                 let response = match admitted {
@@ -111,32 +111,5 @@ pub async fn serve(
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
-    }
-}
-
-/// Requests being handled now, against the limit. A counter rather than a queue: past the limit
-/// a request is refused at once, since waiting longer only adds to a backlog.
-struct InFlight {
-    count: AtomicUsize,
-    limit: usize,
-}
-
-impl InFlight {
-    /// Counts a request in, unless the limit is reached. It counts out when the value drops,
-    /// also when the client goes away mid-request.
-    fn enter(self: &Arc<Self>) -> Option<Admitted> {
-        if self.count.fetch_add(1, Ordering::Relaxed) >= self.limit {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Admitted(self.clone()))
-    }
-}
-
-struct Admitted(Arc<InFlight>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::Relaxed);
     }
 }

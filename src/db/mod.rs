@@ -211,15 +211,17 @@ impl Db {
     }
 
     /// Logs the start and the end of an outage, and each different cause once in between.
-    /// Only failures take the lock; a working database costs one atomic load.
+    /// Only failures touch the lock, and never wait for it; a working database costs one atomic
+    /// load.
     fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
         match &result {
             Err(DbError::Unavailable(cause)) => {
+                // In an outage every request comes here: none waits for another's log line.
+                // One that finds the lock taken skips it; the next with its cause logs it.
+                let Ok(mut causes) = self.outage_causes.try_lock() else {
+                    return result;
+                };
                 let cause = cause_chain(cause.as_ref());
-                let mut causes = self
-                    .outage_causes
-                    .lock()
-                    .expect("the lock is never held across a panic");
                 if self.reachable.swap(false, Ordering::Relaxed) {
                     causes.clear();
                     tracing::error!(cause, "the database is unavailable");

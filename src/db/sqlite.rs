@@ -1,5 +1,6 @@
-//! SQLite through an r2d2 pool of rusqlite connections. Every call runs on tokio's blocking
-//! pool, so a slow disk or a busy lock never stalls the async workers.
+//! SQLite through an r2d2 pool of rusqlite connections. Every call on a file runs on tokio's
+//! blocking pool, so a slow disk or a busy lock never stalls the async workers; the bundled
+//! demo, read-only bytes in memory, is queried in place.
 
 use super::{AuthorRange, Book, DbError, Position, synthetic};
 use crate::config::PoolConfig;
@@ -256,7 +257,6 @@ fn no_books_table(what: &str, err: rusqlite::Error) -> DbError {
     }
 }
 
-/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable".
 /// r2d2_sqlite's manager, except that a connection whose statement failed is closed instead of
 /// going back to the pool. A connection keeps what it has read of the schema: one that saw the
 /// file truncated would go on answering "no such table" after the file was put back, until the
@@ -301,6 +301,7 @@ impl ManageConnection for Manager {
     }
 }
 
+/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable".
 fn classify(err: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode::*;
     match err.sqlite_error_code() {
