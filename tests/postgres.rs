@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::postgres::{PASSWORD, PgServer, available, can_start_servers};
+use common::postgres::{PASSWORD, PgServer, TableLock, available, can_start_servers};
 use common::{RunningPenny, TestDb, run_penny};
 use hyper::StatusCode;
 use penny::config::PoolConfig;
@@ -52,46 +52,6 @@ fn one_clear_line(output: &std::process::Output) -> String {
         "{err}"
     );
     err
-}
-
-/// Starts a psql session that takes the books table's exclusive lock, then runs `then` (e.g.
-/// `SELECT pg_sleep(3); COMMIT;`), and returns once the lock is held: psql can take a while to
-/// start on a busy machine, so this waits for the lock, not a fixed time.
-fn lock_books(server: &PgServer, dbname: &str, then: &str) -> std::process::Child {
-    let sql = format!("BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; {then}");
-    let locker = std::process::Command::new("psql")
-        .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
-        .args(["-X", "-q", "-o", "/dev/null", "-c", &sql])
-        .spawn()
-        .unwrap();
-    let locked = common::postgres::wait_until(Duration::from_secs(10), || {
-        server.psql(
-            dbname,
-            "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation \
-             WHERE relname = 'books' AND mode = 'AccessExclusiveLock' AND granted",
-        ) == "1"
-    });
-    assert!(locked, "the other session never got its lock");
-    locker
-}
-
-/// `count` searches sent at once: each one's status and how long it took.
-async fn searches_at_once(penny: &RunningPenny, count: usize) -> Vec<(StatusCode, Duration)> {
-    let requests: Vec<_> = (0..count)
-        .map(|_| {
-            let addr = penny.addr;
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let response = common::get(addr, "/searchresults?author=ker", &[]).await;
-                (response.status, started.elapsed())
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for request in requests {
-        answers.push(request.await.unwrap());
-    }
-    answers
 }
 
 #[tokio::test]
@@ -268,9 +228,14 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
 
     // Another session locks the table for 3 s: the searches holding both connections wait.
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let mut locker = lock_books(server, dbname, "SELECT pg_sleep(3); COMMIT;");
-    let answers = searches_at_once(&penny, 6).await;
-    locker.wait().unwrap();
+    let lock = TableLock::take(server, dbname, 3.0);
+    let answers: Vec<(StatusCode, Duration)> =
+        common::get_at_once(penny.addr, "/searchresults?author=ker", 6)
+            .await
+            .into_iter()
+            .map(|(response, took)| (response.status, took))
+            .collect();
+    lock.release(server, dbname);
     let unavailable: Vec<_> = answers
         .iter()
         .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
@@ -302,62 +267,6 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
         connections.parse::<u32>().unwrap() <= 2,
         "{connections} connections"
     );
-}
-
-#[tokio::test]
-async fn a_lock_held_for_ever_gives_503s_after_the_query_timeout_and_cancels_the_queries() {
-    if !available() {
-        return;
-    }
-    let server = PgServer::shared();
-    let url = loaded_database(server);
-    let env = [
-        ("DATABASE_URL", url.as_str()),
-        ("PENNY_POOL_SIZE", "2"),
-        ("PENNY_POOL_TIMEOUT_SECS", "1"),
-        ("PENNY_QUERY_TIMEOUT_SECS", "1"),
-    ];
-    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &env, None);
-    assert_eq!(
-        timed_get(&penny, "/searchresults?author=ker").await.0,
-        StatusCode::OK
-    );
-
-    // Another session takes the table and keeps it far longer than anyone should wait.
-    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let mut locker = lock_books(server, dbname, "SELECT pg_sleep(60);");
-    for (status, took) in searches_at_once(&penny, 4).await {
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(took < Duration::from_secs(3), "took {took:?}");
-    }
-    // The server was told to cancel: no search of Penny's is still waiting on the lock.
-    let waiting = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' \
-         AND application_name = 'penny' AND wait_event_type = 'Lock'"
-    );
-    assert!(
-        common::postgres::wait_until(Duration::from_secs(2), || server.psql("postgres", &waiting)
-            == "0"),
-        "queries still waiting on the lock"
-    );
-    assert!(
-        penny.stdout().contains("was cancelled"),
-        "{}",
-        penny.stdout()
-    );
-
-    locker.kill().unwrap();
-    locker.wait().unwrap();
-    server.psql(
-        "postgres",
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'",
-    );
-    for _ in 0..10 {
-        assert_eq!(
-            timed_get(&penny, "/searchresults?author=ker").await.0,
-            StatusCode::OK
-        );
-    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::postgres::{PASSWORD, PgServer, available, can_start_servers};
+use common::postgres::{PASSWORD, PgServer, TableLock, available, can_start_servers};
 use common::{Backend, RunningPenny, TestApp, TestDb, run_penny};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
@@ -930,53 +930,6 @@ async fn slowloris_sockets_are_dropped_after_the_header_timeout_while_other_clie
 // The pool held up by a lock another session holds.
 // ---------------------------------------------------------------------------------------------
 
-/// A psql session holding `LOCK TABLE books IN ACCESS EXCLUSIVE MODE` for `seconds`, or until
-/// `release`. Killed when dropped.
-struct TableLock {
-    psql: std::process::Child,
-}
-
-impl TableLock {
-    fn take(server: &PgServer, dbname: &str, seconds: f64) -> TableLock {
-        let sql = format!(
-            "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"
-        );
-        let psql = std::process::Command::new("psql")
-            .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
-            .args(["-X", "-q", "-c", &sql])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("psql starts");
-        let granted = common::postgres::wait_until(Duration::from_secs(10), || {
-            server.psql(
-                dbname,
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                 WHERE c.relname = 'books' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-            ) == "1"
-        });
-        assert!(granted, "the lock is taken");
-        TableLock { psql }
-    }
-
-    /// Ends the locking session, which rolls its transaction back and frees the table.
-    fn release(mut self, server: &PgServer, dbname: &str) {
-        server.psql(
-            dbname,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'locker'",
-        );
-        let _ = self.psql.wait();
-    }
-}
-
-impl Drop for TableLock {
-    fn drop(&mut self) {
-        let _ = self.psql.kill();
-        let _ = self.psql.wait();
-    }
-}
-
 /// Penny's connections to `dbname` in `state`-ish terms: (all, waiting on a lock).
 fn penny_backends(server: &PgServer, dbname: &str) -> (u32, u32) {
     let counts = server.psql(
@@ -1083,6 +1036,8 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
         still_waiting, 0,
         "timed-out queries are cancelled on the server"
     );
+    let log = penny.stdout();
+    assert!(log.contains("was cancelled"), "the log says why: {log}");
     assert!(
         recovered.expect("searches succeed once the lock is gone") < Duration::from_secs(2),
         "{recovered:?}"

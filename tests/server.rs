@@ -166,9 +166,9 @@ async fn a_lock_held_past_the_query_timeout_gives_503_and_the_pool_stays_whole()
     let lock = lock_database(&app.db);
 
     let started = Instant::now();
-    let pages = searches_at_once(app.addr, 4).await;
+    let pages = common::get_at_once(app.addr, "/searchresults?author=ker", 4).await;
     let waited = started.elapsed();
-    for page in &pages {
+    for (page, _) in &pages {
         assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(page.header("retry-after"), "1");
     }
@@ -182,18 +182,6 @@ async fn a_lock_held_past_the_query_timeout_gives_503_and_the_pool_stays_whole()
             StatusCode::OK
         );
     }
-}
-
-/// `count` searches at once.
-async fn searches_at_once(addr: std::net::SocketAddr, count: usize) -> Vec<common::TestResponse> {
-    let tasks: Vec<_> = (0..count)
-        .map(|_| tokio::spawn(common::get(addr, "/searchresults?author=ker", &[])))
-        .collect();
-    let mut pages = Vec::new();
-    for task in tasks {
-        pages.push(task.await.unwrap());
-    }
-    pages
 }
 
 #[tokio::test]

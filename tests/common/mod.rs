@@ -229,6 +229,28 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Test
     send(addr, request.body(Empty::new()).unwrap()).await
 }
 
+/// `count` GETs of `path` sent at once: each answer, and how long it took.
+pub async fn get_at_once(
+    addr: SocketAddr,
+    path: &'static str,
+    count: usize,
+) -> Vec<(TestResponse, Duration)> {
+    let requests: Vec<_> = (0..count)
+        .map(|_| {
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let response = get(addr, path, &[]).await;
+                (response, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    answers
+}
+
 /// Sends `request` on a new connection and reads the whole response, which must hold no
 /// password, nor must any log line so far.
 pub async fn send(addr: SocketAddr, mut request: Request<Empty<Bytes>>) -> TestResponse {

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -363,6 +363,53 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A psql session holding `LOCK TABLE books IN ACCESS EXCLUSIVE MODE` for `seconds`, or until
+/// `release`. Killed when dropped.
+pub struct TableLock {
+    psql: Child,
+}
+
+impl TableLock {
+    pub fn take(server: &PgServer, dbname: &str, seconds: f64) -> TableLock {
+        let sql = format!(
+            "BEGIN; LOCK TABLE books IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"
+        );
+        let psql = Command::new("psql")
+            .arg(server.url(dbname, "sslmode=disable&application_name=locker"))
+            .args(["-X", "-q", "-c", &sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql starts");
+        let granted = wait_until(Duration::from_secs(10), || {
+            server.psql(
+                dbname,
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'books' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            ) == "1"
+        });
+        assert!(granted, "the lock is taken");
+        TableLock { psql }
+    }
+
+    /// Ends the locking session, which rolls its transaction back and frees the table.
+    pub fn release(mut self, server: &PgServer, dbname: &str) {
+        server.psql(
+            dbname,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'locker'",
+        );
+        let _ = self.psql.wait();
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.psql.kill();
+        let _ = self.psql.wait();
+    }
 }
 
 /// Waits up to `limit` for `check` to hold, polling.
