@@ -2,9 +2,7 @@
 # Shell functions shared by bench/run.sh and reliability/run.sh: progress messages, a throwaway
 # PostgreSQL, Penny started on a free port, and stopping everything they started.
 #
-# Source it from a script that has set SCRIPT (its name, for messages) and WORK (a temp
-# directory of its own, which the script removes when it exits), and that calls stop_started
-# from its EXIT trap.
+# Source it from a script that has set SCRIPT (its name, for messages), then call start_run.
 
 PIDS=()          # every background process started here, stopped by stop_started
 PG_RUNNING=0
@@ -16,6 +14,27 @@ say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\n%s: FAILED: %s\n' "$SCRIPT" "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+# start_run NAME: sets RUN_STARTED and WORK (a new temp directory), and arranges for everything
+# started here to be stopped, and WORK removed, when the script exits, also on failure, Ctrl-C
+# or SIGTERM.
+start_run() {
+  RUN_STARTED=$(now)
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/penny-$1.XXXXXX")
+  chmod 755 "$WORK"
+  trap finish_run EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+finish_run() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  stop_started "$status"
+  rm -rf "$WORK"
+  exit "$status"
+}
 
 # install_missing COMMAND:PACKAGE ...: installs, from Debian, the package of each command that is
 # not on PATH, plus PostgreSQL's server when its binaries are missing.

@@ -99,23 +99,9 @@ unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-RUN_STARTED=$(now)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/penny-bench.XXXXXX")
-chmod 755 "$WORK"
+start_run bench
 RECORDS=$WORK/records.tsv
 : > "$RECORDS"
-
-cleanup() {
-  local status=$?
-  set +e
-  trap - EXIT INT TERM
-  stop_started "$status"
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 record() { local IFS=$'\t'; printf '%s\n' "$*" >> "$RECORDS"; }
 

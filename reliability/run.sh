@@ -82,21 +82,7 @@ unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-RUN_STARTED=$(now)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/penny-reliability.XXXXXX")
-chmod 755 "$WORK"
-
-cleanup() {
-  local status=$?
-  set +e
-  trap - EXIT INT TERM
-  stop_started "$status"
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_run reliability
 
 FAILURES=()
 fail() { FAILURES+=("$*"); printf '  FAILED: %s\n' "$*" >&2; }
