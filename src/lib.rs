@@ -8,6 +8,7 @@
 //! - `input`: query strings, the author and the cookie, checked and decoded.
 //! - `assets`: the embedded files under /static/.
 //! - `error`: `AppError` and the status each error gets.
+//! - `fold`: what an author or a search becomes so that case and accents do not count.
 //! - `logging`: the log line's timestamp and fields, made cheap enough to write per request.
 //! - `db`: `Db`, one arm per backend, with one method per query.
 
@@ -15,6 +16,7 @@ pub mod assets;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fold;
 pub mod input;
 pub mod logging;
 pub mod routes;
