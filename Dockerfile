@@ -10,7 +10,6 @@ WORKDIR /penny
 # because Cargo.toml names a benchmark in it; it is not built.)
 COPY Cargo.toml Cargo.lock build.rs penny.sql ./
 COPY benches benches
-COPY src/db/sqlite_index.sql src/db/
 RUN mkdir assets \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

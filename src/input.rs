@@ -71,6 +71,10 @@ pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
     if !is_plain_text(author) {
         return Err(InputError::ControlCharacter);
     }
+    // Accents alone, say: nothing to search by.
+    if crate::fold::fold(author).is_empty() {
+        return Ok(None);
+    }
     let position = match (after, before) {
         (None, None) => Position::First,
         (Some(after), None) => Position::After(cursor(&after)?),
@@ -224,6 +228,9 @@ mod tests {
         assert_eq!(author("author=+%20Ker%09"), Ok(Some("Ker".into())));
         assert_eq!(author("author=+++"), Ok(None));
         assert_eq!(author(""), Ok(None));
+        // An accent alone, or a soft hyphen, has nothing to search by either.
+        assert_eq!(author("author=%CC%81"), Ok(None));
+        assert_eq!(author("author=%C2%AD"), Ok(None));
     }
 
     #[test]

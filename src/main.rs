@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use penny::config::Config;
+use penny::config::{Config, DatabaseUrl};
 use penny::db::{Db, Position};
 use penny::routes::App;
 use penny::server::{self, ServerOptions};
@@ -29,7 +29,7 @@ enum Command {
     Serve(ServeArgs),
     /// Print the books whose author starts with AUTHOR, as the search page would list them.
     Books {
-        /// The start of the author's name; case is ignored.
+        /// The start of the author's name; case and accents are ignored.
         author: String,
     },
     /// Add COUNT synthetic books (the same ones every time) to the database DATABASE_URL names,
@@ -38,10 +38,11 @@ enum Command {
         /// How many books, e.g. 1000000.
         count: u64,
     },
-    /// Load penny.sql into the database DATABASE_URL names, creating a SQLite file if needed.
+    /// Set up the database DATABASE_URL names, or bring it up to date: penny.sql where there is
+    /// no books table yet (a SQLite file is created if needed), the schema migrations where
+    /// there is one, and the search key of every book added by hand. No book is lost.
     InitDb {
-        /// Drop the books table first and reload it as penny.sql has it. Without this, only
-        /// what is missing is created and no data is lost.
+        /// Drop the books table and load penny.sql as it is, demo books and all.
         #[arg(long)]
         reset: bool,
     },
@@ -119,10 +120,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Open the first connection now, so the first visitor does not wait for it and a database
     // that cannot be reached is reported in the log right away (Penny serves 503s meanwhile).
-    tokio::spawn({
+    // Then look out for books added by hand, which no search finds until `penny init-db`.
+    if config.database != DatabaseUrl::Bundled {
         let db = db.clone();
-        async move { db.ping().await }
-    });
+        tokio::spawn(async move {
+            let _ = db.ping().await;
+            db.watch_unsearchable_books(UNSEARCHABLE_CHECK_INTERVAL)
+                .await;
+        });
+    }
     let app = Arc::new(App { db });
     let options = ServerOptions {
         max_in_flight: config.max_in_flight,
@@ -131,6 +137,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::serve(listener, app, options, shutdown).await;
     Ok(())
 }
+
+/// How often a server looks for books that have no search key.
+const UNSEARCHABLE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Completes on the first SIGTERM (what Heroku and Docker send) or SIGINT (Ctrl-C). Later
 /// signals are caught too, so a second SIGTERM cannot cut the drain short. The handlers are
@@ -153,7 +162,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn books(author: &str) -> anyhow::Result<()> {
     let author = author.trim();
     anyhow::ensure!(
-        !author.is_empty(),
+        !penny::fold::fold(author).is_empty(),
         "please give the start of an author's name"
     );
     anyhow::ensure!(
@@ -206,9 +215,18 @@ async fn load_synthetic(count: u64) -> anyhow::Result<()> {
 
 async fn init_db(reset: bool) -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    let place = config.database.describe();
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
-    db.load_schema(reset).await?;
-    let what = if reset { "reloaded" } else { "is ready in" };
-    println!("penny.sql {what} {}", config.database.describe());
+    let changes = db.init_schema(reset).await?;
+    if changes.loaded_penny_sql {
+        println!("Loaded penny.sql into {place}");
+    }
+    for migration in &changes.migrations {
+        println!("Applied migration {migration}");
+    }
+    if changes.keys_set > 0 {
+        println!("Set the search key of {} books", changes.keys_set);
+    }
+    println!("The database is ready: {place}");
     Ok(())
 }

@@ -49,20 +49,47 @@ fn books_prints_the_matching_books_from_the_demo() {
     let output = run_penny(&["books", "knuth"], &[], None);
     assert_eq!(stdout(&output), "(None)\n");
     assert_one_clear_line(&run_penny(&["books", " "], &[], None), "author");
+    assert_one_clear_line(&run_penny(&["books", "\u{301}"], &[], None), "author");
 }
 
 #[test]
-fn init_db_creates_a_sqlite_file_and_only_adds_what_is_missing() {
+fn books_ignores_case_and_accents_as_the_pages_do() {
+    for (author, expected) in [
+        (
+            "GÖDEL",
+            "456\tGödel\tOn Formally Undecidable Propositions\n",
+        ),
+        ("garcia", "567\tGarcía Márquez\tCien años de soledad\n"),
+        ("ØRSTED", "789\tØrsted\tSelected Scientific Works\n"),
+        (
+            "ДОСТОЕВСКИЙ",
+            "923\tДостоевский\tПреступление и наказание\n",
+        ),
+    ] {
+        let output = run_penny(&["books", author], &[], None);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output), expected, "{author}");
+    }
+}
+
+#[test]
+fn init_db_creates_a_sqlite_file_and_never_adds_or_removes_a_book_after() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("DATABASE_URL", "sqlite://penny.sqlite")];
     let output = run_penny(&["init-db"], &env, Some(dir.path()));
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("Loaded penny.sql into SQLite file penny.sqlite\n"),
+        "{}",
+        stdout(&output)
+    );
     let file = dir.path().join("penny.sqlite");
     assert!(file.exists());
 
     let conn = rusqlite::Connection::open(&file).unwrap();
     conn.execute_batch(
-        "INSERT INTO books VALUES ('999', 'Knuth', 'TAOCP'); DELETE FROM books WHERE isbn = '345';",
+        "INSERT INTO books (isbn, author, title) VALUES ('999', 'Knuth', 'TAOCP'); \
+         DELETE FROM books WHERE isbn = '345';",
     )
     .unwrap();
     let output = run_penny(&["init-db"], &env, Some(dir.path()));
@@ -70,13 +97,10 @@ fn init_db_creates_a_sqlite_file_and_only_adds_what_is_missing() {
     let listed = stdout(&run_penny(&["books", "k"], &env, Some(dir.path())));
     assert!(
         listed.contains("Knuth"),
-        "init-db kept the added book: {listed}"
+        "init-db kept the added book and made it searchable: {listed}"
     );
     let listed = stdout(&run_penny(&["books", "s"], &env, Some(dir.path())));
-    assert!(
-        listed.contains("Sedgewick"),
-        "init-db restored the missing book: {listed}"
-    );
+    assert_eq!(listed, "(None)\n", "init-db left the deleted book out");
 
     let output = run_penny(&["init-db", "--reset"], &env, Some(dir.path()));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -85,6 +109,8 @@ fn init_db_creates_a_sqlite_file_and_only_adds_what_is_missing() {
         !listed.contains("Knuth"),
         "--reset reloaded penny.sql: {listed}"
     );
+    let listed = stdout(&run_penny(&["books", "s"], &env, Some(dir.path())));
+    assert!(listed.contains("Sedgewick"), "{listed}");
 }
 
 #[test]
@@ -245,15 +271,47 @@ async fn a_database_error_logs_the_cause_and_shows_only_a_generic_page() {
             .success()
     );
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    // A row Penny cannot read, put there by hand: an author that is bytes, not text.
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("INSERT INTO books VALUES ('1', X'FFFE', 'Bytes', 'kernighan')")
+        .unwrap();
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!page.body.contains("Blob"), "{}", page.body);
+    let log = wait_for_log(&penny, "Invalid column type Blob");
+    assert!(log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test]
+async fn a_books_table_dropped_under_penny_is_an_outage_logged_once_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("penny.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    common::init_db(&url);
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
     rusqlite::Connection::open(&file)
         .unwrap()
         .execute_batch("DROP TABLE books")
         .unwrap();
-    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
-    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(!page.body.contains("no such table"));
+    for path in [
+        "/searchresults?author=ker",
+        "/api/books?author=k",
+        "/healthz",
+    ] {
+        for _ in 0..3 {
+            let page = common::get(penny.addr, path, &[]).await;
+            assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(page.header("retry-after"), "1");
+            assert!(!page.body.contains("no such table"), "{}", page.body);
+        }
+    }
     let log = wait_for_log(&penny, "no such table: books");
-    assert!(log.contains("ERROR"), "{log}");
+    assert_eq!(log.matches("run `penny init-db`").count(), 1, "{log}");
+    common::init_db(&url);
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    penny.wait_for_log("reachable again", Duration::from_secs(5));
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 mod common;
 
 use common::postgres::{self, PASSWORD, PgServer, free_port, wait_until};
-use common::{RunningPenny, get, run_penny};
+use common::{RunningPenny, get, init_db, run_penny};
 use hyper::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -294,17 +294,6 @@ fn pool(port: u16, dbname: &str) -> (usize, usize) {
         .fold((0, 0), |(cl, sv), (c, s)| (cl + c, sv + s))
 }
 
-/// Loads penny.sql into the database at `url` with `penny init-db`.
-fn init_db(url: &str) {
-    let output = run_penny(&["init-db"], &[("DATABASE_URL", url)], None);
-    assert!(
-        output.status.success(),
-        "penny init-db failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn start_penny(url: &str, pool_size: &str) -> RunningPenny {
     RunningPenny::start(
         &["--bind", "127.0.0.1:0"],
@@ -363,8 +352,8 @@ async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
     let server = PgServer::shared();
     let bouncer = PgBouncer::start(server.port);
     let dbname = server.create_database();
+    init_db(&server.url(&dbname, "sslmode=disable"));
     let url = bouncer.url(&dbname, "pgbouncer=true&sslmode=disable");
-    init_db(&url);
     let pennies = [start_penny(&url, "5"), start_penny(&url, "5")];
     let addrs = [pennies[0].addr, pennies[1].addr];
 
@@ -508,7 +497,7 @@ fn executed_searches(server: &PgServer, dbname: &str, at_least: usize) -> Vec<St
             .filter(|line| line.contains(&tag))
             .filter_map(|line| line.split_once(" LOG:  execute ").map(|(_, rest)| rest))
             .filter_map(|rest| rest.split_once(": "))
-            .filter(|(_, sql)| sql.starts_with("SELECT coalesce(isbn, ''), author"))
+            .filter(|(_, sql)| sql.starts_with("SELECT coalesce(isbn, ''), coalesce(author, '')"))
             .map(|(name, _)| name.to_string())
             .collect()
     };
@@ -549,12 +538,12 @@ async fn named_statements_are_kept_off_the_pgbouncer_path() {
 
     // Through PgBouncer: every search is the unnamed statement, parsed afresh each time.
     let via_bouncer = server.create_database();
+    init_db(&server.url(&via_bouncer, "sslmode=disable"));
     server.psql(
         "postgres",
         &format!("ALTER DATABASE {via_bouncer} SET log_statement = 'all'"),
     );
     let url = bouncer.url(&via_bouncer, "pgbouncer=true&sslmode=disable");
-    init_db(&url);
     let penny = start_penny(&url, "2");
     search_kernighan(&penny, SEARCHES).await;
     let searches = executed_searches(server, &via_bouncer, SEARCHES);
@@ -595,4 +584,25 @@ async fn named_statements_are_kept_off_the_pgbouncer_path() {
         "the direct searches reuse one prepared statement"
     );
     assert_eq!(complaints(&penny), Vec::<String>::new());
+}
+
+#[test]
+fn init_db_through_pgbouncer_refuses_in_one_line_and_names_the_direct_url() {
+    if !can_run() {
+        return;
+    }
+    let server = PgServer::shared();
+    let bouncer = PgBouncer::start(server.port);
+    let dbname = server.create_database();
+    let url = bouncer.url(&dbname, "pgbouncer=true&sslmode=disable");
+    let output = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not through PgBouncer"), "{stderr}");
+    assert_eq!(
+        server.psql(&dbname, "SELECT to_regclass('books') IS NULL"),
+        "t",
+        "nothing was changed"
+    );
 }

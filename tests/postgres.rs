@@ -353,7 +353,7 @@ async fn database_errors_never_hold_the_password_however_they_are_shown() {
 }
 
 #[tokio::test]
-async fn init_db_on_postgres_only_adds_what_is_missing_and_reset_reloads() {
+async fn init_db_on_postgres_keeps_every_book_and_reset_reloads() {
     if !available() {
         return;
     }
@@ -375,7 +375,12 @@ async fn init_db_on_postgres_only_adds_what_is_missing_and_reset_reloads() {
             dbname,
             "SELECT string_agg(isbn, ',' ORDER BY isbn) FROM books"
         ),
-        "123,234,345,999"
+        "123,234,456,567,678,789,890,901,912,923,999",
+        "the book added by hand kept, the demo book deleted by hand not put back"
+    );
+    assert_eq!(
+        server.psql(dbname, "SELECT author_key FROM books WHERE isbn = '999'"),
+        "knuth"
     );
 
     let output = run_penny(&["init-db", "--reset"], &[("DATABASE_URL", &url)], None);
@@ -389,13 +394,13 @@ async fn init_db_on_postgres_only_adds_what_is_missing_and_reset_reloads() {
             dbname,
             "SELECT string_agg(isbn, ',' ORDER BY isbn) FROM books"
         ),
-        "123,234,345"
+        "123,234,345,456,567,678,789,890,901,912,923"
     );
     let indexes = server.psql(
         dbname,
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'books' ORDER BY 1",
+        "SELECT string_agg(indexname, ',' ORDER BY 1) FROM pg_indexes WHERE tablename = 'books'",
     );
-    assert!(indexes.contains("books_author_search"), "{indexes}");
+    assert_eq!(indexes, "books_pkey,books_search_c");
 
     let listed = run_penny(&["books", "KER"], &[("DATABASE_URL", &url)], None);
     assert_eq!(
@@ -438,8 +443,8 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
         .unwrap()
         .join("\n");
     assert!(
-        plan.contains("Index Only Scan using books_author_search")
-            || plan.contains("Index Scan using books_author_search"),
+        plan.contains("Index Only Scan using books_search_c")
+            || plan.contains("Index Scan using books_search_c"),
         "{plan}"
     );
     assert!(
@@ -482,6 +487,52 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
 }
 
 #[tokio::test]
+async fn a_deep_page_of_one_authors_books_starts_at_its_cursor_on_postgres() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let db = TestDb::open(&url, &PoolConfig::default()).await;
+    let db = &db.db;
+    let books = (0..20_000)
+        .map(|i| Book {
+            isbn: format!("{i:06}"),
+            author: "Deep".into(),
+            title: format!("T {i:06}"),
+        })
+        .collect();
+    db.add_books(books).await.unwrap();
+    let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    server.psql(dbname, "VACUUM ANALYZE books");
+    let cursor = penny::db::Cursor {
+        author: "Deep".into(),
+        title: "T 010000".into(),
+        isbn: "010000".into(),
+    };
+    for position in [Position::After(cursor.clone()), Position::Before(cursor)] {
+        let plan = db
+            .explain_search("deep", &position)
+            .await
+            .unwrap()
+            .join("\n");
+        // Backward for a page before the cursor.
+        assert!(plan.contains("using books_search_c"), "{plan}");
+        assert!(plan.contains("Index Only Scan"), "{plan}");
+        assert!(plan.contains("actual rows=51"), "{plan}");
+        let cond = plan
+            .lines()
+            .find(|line| line.trim().starts_with("Index Cond:"))
+            .unwrap_or_default();
+        assert!(
+            cond.contains("ROW(author_key, author, title, isbn)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("Rows Removed"), "{plan}");
+    }
+}
+
+#[tokio::test]
 async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there() {
     if !available() {
         return;
@@ -497,11 +548,21 @@ async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there()
         );
     }
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    assert_eq!(server.psql(dbname, "SELECT count(*) FROM books"), "2003");
+    assert_eq!(
+        server.psql(dbname, "SELECT count(*) FROM books"),
+        "2011",
+        "2,000 synthetic books and the demo's 11"
+    );
     let first = penny::db::synthetic::book(0);
     let stored = server.psql(
         dbname,
-        &format!("SELECT author FROM books WHERE isbn = '{}'", first.isbn),
+        &format!(
+            "SELECT author || '|' || author_key FROM books WHERE isbn = '{}'",
+            first.isbn
+        ),
     );
-    assert_eq!(stored, first.author);
+    assert_eq!(
+        stored,
+        format!("{}|{}", first.author, penny::fold::fold(&first.author))
+    );
 }

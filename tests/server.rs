@@ -221,8 +221,11 @@ async fn requests_past_the_in_flight_limit_get_an_immediate_503_and_the_rest_are
 #[tokio::test]
 async fn a_database_error_shows_a_generic_page_without_the_cause() {
     let app = TestApp::start(Backend::SqliteFile).await;
+    // A row Penny cannot read, put there by hand: an author that is bytes, not text.
     let other = rusqlite::Connection::open(app.db.sqlite_path().unwrap()).unwrap();
-    other.execute_batch("DROP TABLE books").unwrap();
+    other
+        .execute_batch("INSERT INTO books VALUES ('1', X'FFFE', 'Bytes', 'kernighan')")
+        .unwrap();
 
     let page = app.get("/searchresults?author=ker").await;
     assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -238,33 +241,39 @@ async fn a_database_error_shows_a_generic_page_without_the_cause() {
     let api = app.get("/api/books?author=ker").await;
     assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
     for body in [&page.body, &api.body] {
-        assert!(!body.contains("no such table"), "{body}");
+        assert!(!body.contains("Blob"), "{body}");
         assert!(!body.to_lowercase().contains("sqlite"), "{body}");
     }
     assert_eq!(
         app.get("/healthz").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        app.get("/").await.status,
         StatusCode::OK,
-        "pages without the database work"
+        "the database itself answers"
     );
+    assert_eq!(app.get("/").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
     let expected = rusqlite::Connection::open_in_memory().unwrap();
     expected.execute_batch(penny::db::SCHEMA).unwrap();
-    let mut rows: Vec<(String, String, String)> = expected
-        .prepare("SELECT isbn, author, title FROM books")
+    let mut rows: Vec<(String, String, String, String)> = expected
+        .prepare("SELECT isbn, author, title, author_key FROM books")
         .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     rows.sort();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 11);
+    for (_, author, _, key) in &rows {
+        assert_eq!(
+            key,
+            &penny::fold::fold(author),
+            "penny.sql's key for {author}"
+        );
+    }
 
     let bundled = Db::open(&DatabaseUrl::Bundled, &PoolConfig::default())
         .await
@@ -278,6 +287,7 @@ async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
         .map(|book| (book.isbn, book.author, book.title))
         .collect();
     books.sort();
+    let rows: Vec<_> = rows.into_iter().map(|(i, a, t, _)| (i, a, t)).collect();
     assert_eq!(books, rows);
 }
 
@@ -285,23 +295,41 @@ async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
 async fn the_search_is_an_index_range_scan_on_every_sqlite_database() {
     for backend in [Backend::Bundled, Backend::SqliteFile] {
         let db = TestDb::create(backend).await;
-        let plan = db
-            .db
-            .explain_search("Ker", &Position::First)
-            .await
-            .unwrap()
-            .join("\n");
-        assert!(
-            plan.contains(
-                "SEARCH books USING COVERING INDEX books_author_search (<expr>>? AND <expr><?)"
+        let cursor = penny::db::Cursor {
+            author: "Kernighan".into(),
+            title: "T".into(),
+            isbn: "1".into(),
+        };
+        // A page after (or before) a cursor starts (or ends) the scan at it.
+        for (position, range) in [
+            (Position::First, "(author_key>? AND author_key<?)"),
+            (
+                Position::After(cursor.clone()),
+                "((author_key,author,title,isbn)>(?,?,?,?) AND author_key<?)",
             ),
-            "{backend:?}: {plan}"
-        );
-        assert!(!plan.contains("SCAN"), "{backend:?}: {plan}");
-        assert!(
-            !plan.contains("TEMP B-TREE"),
-            "{backend:?}: sorted by the index: {plan}"
-        );
+            (
+                Position::Before(cursor),
+                "(author_key>? AND (author_key,author,title,isbn)<(?,?,?,?))",
+            ),
+        ] {
+            let plan = db
+                .db
+                .explain_search("Ker", &position)
+                .await
+                .unwrap()
+                .join("\n");
+            assert!(
+                plan.contains(&format!(
+                    "SEARCH books USING COVERING INDEX books_search {range}"
+                )),
+                "{backend:?}, {position:?}: {plan}"
+            );
+            assert!(!plan.contains("SCAN"), "{backend:?}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{backend:?}: sorted by the index: {plan}"
+            );
+        }
     }
 }
 
@@ -317,42 +345,53 @@ async fn the_read_only_demo_refuses_writes_clearly() {
 
 #[tokio::test]
 async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
-    let db = TestDb::create(Backend::SqliteFile).await;
-    let books = (0..20_000)
-        .map(|i| penny::db::Book {
-            isbn: format!("{i:06}"),
-            author: format!("Deep {i:06}"),
-            title: "T".into(),
-        })
-        .collect();
-    db.db.add_books(books).await.unwrap();
-    let steps = |plan: Vec<String>| -> u64 {
-        let last = plan.last().unwrap().clone();
-        let words: Vec<&str> = last.split(' ').collect();
-        assert_eq!(words[1], "51", "a full page and one more: {last}");
-        words[4].parse().unwrap()
-    };
-    let first = steps(
-        db.db
-            .explain_search("deep", &Position::First)
-            .await
-            .unwrap(),
-    );
-    let cursor = |i: usize| penny::db::Cursor {
-        author: format!("Deep {i:06}"),
-        title: "T".into(),
-        isbn: format!("{i:06}"),
-    };
-    for position in [
-        Position::After(cursor(10_000)),
-        Position::After(cursor(19_000)),
-        Position::Before(cursor(19_500)),
-        Position::Before(cursor(500)),
-    ] {
-        let deep = steps(db.db.explain_search("deep", &position).await.unwrap());
-        assert!(
-            deep < first * 3,
-            "{position:?}: {deep} steps against {first} for the first page"
+    // Many authors, and one author with many books: either way the scan starts at the cursor.
+    for one_author in [false, true] {
+        let db = TestDb::create(Backend::SqliteFile).await;
+        let author = |i: usize| {
+            if one_author {
+                "Deep".to_string()
+            } else {
+                format!("Deep {i:06}")
+            }
+        };
+        let books = (0..20_000)
+            .map(|i| penny::db::Book {
+                isbn: format!("{i:06}"),
+                author: author(i),
+                title: format!("T {i:06}"),
+            })
+            .collect();
+        db.db.add_books(books).await.unwrap();
+        let steps = |plan: Vec<String>| -> u64 {
+            let last = plan.last().unwrap().clone();
+            let words: Vec<&str> = last.split(' ').collect();
+            assert_eq!(words[1], "51", "a full page and one more: {last}");
+            words[4].parse().unwrap()
+        };
+        let first = steps(
+            db.db
+                .explain_search("deep", &Position::First)
+                .await
+                .unwrap(),
         );
+        let cursor = |i: usize| penny::db::Cursor {
+            author: author(i),
+            title: format!("T {i:06}"),
+            isbn: format!("{i:06}"),
+        };
+        for position in [
+            Position::After(cursor(10_000)),
+            Position::After(cursor(19_000)),
+            Position::Before(cursor(19_500)),
+            Position::Before(cursor(500)),
+        ] {
+            let deep = steps(db.db.explain_search("deep", &position).await.unwrap());
+            assert!(
+                deep < first * 3,
+                "one author: {one_author}, {position:?}: {deep} steps against {first} for \
+                 the first page"
+            );
+        }
     }
 }

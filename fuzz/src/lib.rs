@@ -472,13 +472,13 @@ pub fn request(data: &[u8]) {
             assert_eq!(linked.map(|s| s.author), Some(search().author), "{context}");
         }
     }
-    if matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED) {
-        if let Some(name) = path.strip_prefix("/static/") {
-            let asset = assets::get(name).unwrap_or_else(|| panic!("served {context}"));
-            assert_eq!(headers.get(header::ETAG), Some(&asset.etag), "{context}");
-            if status == StatusCode::OK {
-                assert_eq!(&body[..], asset.body, "{context}");
-            }
+    if matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED)
+        && let Some(name) = path.strip_prefix("/static/")
+    {
+        let asset = assets::get(name).unwrap_or_else(|| panic!("served {context}"));
+        assert_eq!(headers.get(header::ETAG), Some(&asset.etag), "{context}");
+        if status == StatusCode::OK {
+            assert_eq!(&body[..], asset.body, "{context}");
         }
     }
 }

@@ -6,6 +6,7 @@ mod sqlite;
 pub mod synthetic;
 
 use crate::config::{DatabaseUrl, PoolConfig};
+use crate::fold::fold;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,13 +60,20 @@ enum Backend {
 /// The most books a page of results shows.
 pub const PAGE_SIZE: usize = 50;
 
-/// A book's place in the search's order (author ignoring case, author, title, ISBN): where a
-/// page starts or ends. Travels in page links as a JSON array.
+/// A book's place in the search's order (its author's search key, then the author as stored,
+/// the title and the ISBN): where a page starts or ends. Travels in page links as JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub author: String,
     pub title: String,
     pub isbn: String,
+}
+
+impl Cursor {
+    /// The search key of the cursor's author: where it sits in the search's order.
+    fn key(&self) -> String {
+        fold(&self.author)
+    }
 }
 
 impl From<&Book> for Cursor {
@@ -100,11 +108,15 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// The penny.sql shipped with this build: the schema and its three books.
+/// The penny.sql shipped with this build: the schema and the demo books.
 pub const SCHEMA: &str = include_str!("../../penny.sql");
 
-/// What a search for an author prefix looks for: authors whose lowercased form lies in
-/// `[from, to)`. Lowercasing is ASCII-only, the same on every backend.
+/// The migration files, set by build.rs. Reading it here makes cargo recompile this crate when a
+/// migration is added, which embed_migrations! alone would not notice.
+const _MIGRATION_FILES: &str = env!("PENNY_MIGRATION_FILES");
+
+/// What a search for an author prefix looks for: books whose `author_key` (the author's
+/// `fold`) lies in `[from, to)`, comparing UTF-8 bytes, the same on every backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorRange {
     pub from: String,
@@ -112,31 +124,29 @@ pub struct AuthorRange {
 }
 
 impl AuthorRange {
-    /// The range of the authors starting with `prefix`, ignoring ASCII case. The text is taken
-    /// literally: `%`, `_` and `\` are characters like any other.
+    /// The range of the authors whose search key starts with the key of `prefix`: case and
+    /// accents do not count (see `fold`), and the text is otherwise taken literally: `%`, `_`
+    /// and `\` are characters like any other.
     pub fn starting_with(prefix: &str) -> AuthorRange {
-        let from = prefix.to_ascii_lowercase();
-        let mut to = from.clone();
-        // The smallest string greater than every extension of the prefix: bump the last
-        // character that can be bumped and drop what follows it. Only a prefix made of U+10FFFF
-        // alone (a noncharacter, which no search accepts) or the empty one has no such string;
-        // for those the range ends at U+10FFFF.
-        loop {
-            match to.pop() {
-                Some(last) => {
-                    if let Some(next) = next_char(last) {
-                        to.push(next);
-                        break;
-                    }
-                }
-                None => {
-                    to = format!("{from}{}", char::MAX);
-                    break;
-                }
-            }
-        }
+        let from = fold(prefix);
+        let to = past_every_extension_of(&from);
         AuthorRange { from, to }
     }
+}
+
+/// The smallest string greater than every string that starts with `key`: the last character
+/// that can be bumped, bumped, and what follows it dropped. Only a key made of U+10FFFF alone
+/// (a noncharacter, which no search accepts) or the empty one has no such string; for those
+/// the range ends at U+10FFFF.
+fn past_every_extension_of(key: &str) -> String {
+    let mut to = key.to_owned();
+    while let Some(last) = to.pop() {
+        if let Some(next) = next_char(last) {
+            to.push(next);
+            return to;
+        }
+    }
+    format!("{key}{}", char::MAX)
 }
 
 impl AuthorRange {
@@ -148,13 +158,13 @@ impl AuthorRange {
         match position {
             Position::First => {}
             Position::After(cursor) => {
-                let start = cursor.author.to_ascii_lowercase();
+                let start = cursor.key();
                 if start > self.from {
                     self.from = start;
                 }
             }
             Position::Before(cursor) => {
-                let end = AuthorRange::starting_with(&cursor.author).to;
+                let end = past_every_extension_of(&cursor.key());
                 if end < self.to {
                     self.to = end;
                 }
@@ -243,8 +253,9 @@ impl Db {
         result
     }
 
-    /// A page of the books whose author starts with `prefix` (ASCII case ignored), ordered by
-    /// author (case ignored, then exact), title and ISBN. Reads at most one row more than a page.
+    /// A page of the books whose author starts with `prefix`, case and accents aside (see
+    /// `fold`), ordered by the author's search key, then the author as stored, the title and the
+    /// ISBN, each by its UTF-8 bytes. Reads at most one row more than a page.
     pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
         let range = AuthorRange::starting_with(prefix).around(position);
         let rows = self.observe(match &self.backend {
@@ -293,15 +304,59 @@ impl Db {
         })
     }
 
-    /// Runs penny.sql plus the backend's search index. Without `reset` the DROP statements are
-    /// skipped, so only what is missing gets created and no data is lost.
-    pub async fn load_schema(&self, reset: bool) -> Result<(), DbError> {
-        let script = schema_script(SCHEMA, reset);
+    /// What `penny init-db` does, under a lock that a second `init-db` waits for: a database
+    /// with no books table (or any, with `reset`) gets penny.sql; any other is brought up to
+    /// date by the backend's migrations, never losing a book. Then every book whose search key
+    /// is missing or out of date gets it, and PostgreSQL gets its search index.
+    pub async fn init_schema(&self, reset: bool) -> Result<SchemaChanges, DbError> {
         self.observe(match &self.backend {
-            Backend::Sqlite(db) => db.load_schema(script).await,
-            Backend::Postgres(db) => db.load_schema(script).await,
+            Backend::Sqlite(db) => db.init_schema(reset).await,
+            Backend::Postgres(db) => db.init_schema(reset).await,
         })
     }
+
+    /// How many books have no search key: added by hand since the last `penny init-db`, and
+    /// not found by any search until it runs.
+    pub async fn count_unsearchable_books(&self) -> Result<u64, DbError> {
+        self.observe(match &self.backend {
+            Backend::Sqlite(db) => db.count_unsearchable_books().await,
+            Backend::Postgres(db) => db.count_unsearchable_books().await,
+        })
+    }
+
+    /// Checks for books without a search key now and then every `every`, and says so in the log
+    /// when some appear (once, with the command that fixes it) and when they are gone. Runs
+    /// until the process ends; a failed check is the outage log's business, not this one's.
+    pub async fn watch_unsearchable_books(self, every: std::time::Duration) {
+        let mut reported = 0;
+        loop {
+            if let Ok(count) = self.count_unsearchable_books().await {
+                if count > 0 && reported == 0 {
+                    tracing::warn!(
+                        count,
+                        "books without a search key (added by hand?) are not found by any \
+                         search: run `penny init-db` to fill it in (on Heroku: `heroku run \
+                         penny init-db`)"
+                    );
+                } else if count == 0 && reported > 0 {
+                    tracing::info!("every book has its search key again");
+                }
+                reported = count;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// What `Db::init_schema` changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchemaChanges {
+    /// Whether penny.sql was loaded: the database had no books table, or a reset was asked for.
+    pub loaded_penny_sql: bool,
+    /// The migrations applied, oldest first, as `V2__author_key`.
+    pub migrations: Vec<String>,
+    /// How many books got a search key that was missing or out of date.
+    pub keys_set: u64,
 }
 
 /// Makes a page of `rows`, up to one more than a page, as the backend read them for `position`
@@ -338,33 +393,6 @@ pub fn cause_chain(err: &dyn std::error::Error) -> String {
     line
 }
 
-/// penny.sql's statements, without its DROP statements unless `reset`, joined back into one
-/// script. A statement ends with a line that ends in `;`.
-fn schema_script(schema: &str, reset: bool) -> String {
-    let mut script = String::new();
-    let mut statement = String::new();
-    for line in schema.lines() {
-        let code = line.trim();
-        if code.is_empty() || code.starts_with("--") {
-            continue;
-        }
-        statement.push_str(line);
-        statement.push('\n');
-        if code.ends_with(';') {
-            let is_drop = statement
-                .trim_start()
-                .to_ascii_uppercase()
-                .starts_with("DROP ");
-            if reset || !is_drop {
-                script.push_str(&statement);
-            }
-            statement.clear();
-        }
-    }
-    script.push_str(&statement);
-    script
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,8 +413,13 @@ mod tests {
     }
 
     #[test]
-    fn only_ascii_letters_are_lowercased() {
-        assert_eq!(AuthorRange::starting_with("ÉMILE").from, "Émile");
+    fn a_range_starts_at_the_search_key_of_the_prefix() {
+        let range = AuthorRange::starting_with("ÉMILE Z");
+        assert_eq!(
+            (range.from.as_str(), range.to.as_str()),
+            ("emile z", "emile {")
+        );
+        assert_eq!(AuthorRange::starting_with("Gödel").from, "godel");
     }
 
     #[test]
@@ -445,15 +478,5 @@ mod tests {
         );
         let outside = AuthorRange::starting_with("s").around(&Position::After(cursor));
         assert_eq!((outside.from.as_str(), outside.to.as_str()), ("s", "t"));
-    }
-
-    #[test]
-    fn the_schema_script_skips_drops_unless_reset() {
-        let idempotent = schema_script(SCHEMA, false);
-        assert!(!idempotent.contains("DROP"), "{idempotent}");
-        assert!(idempotent.contains("CREATE TABLE IF NOT EXISTS books"));
-        assert_eq!(idempotent.matches("INSERT INTO books").count(), 3);
-        let reset = schema_script(SCHEMA, true);
-        assert!(reset.starts_with("DROP TABLE IF EXISTS books;"), "{reset}");
     }
 }

@@ -2,8 +2,12 @@
 //! Postgres directly, each connection prepares the search once and reuses it; through PgBouncer
 //! in transaction mode, every query is a single unnamed statement instead.
 
-use super::{AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, cause_chain, synthetic};
+use super::{
+    AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, SCHEMA, SchemaChanges, cause_chain,
+    synthetic,
+};
 use crate::config::{PoolConfig, PostgresUrl, SslMode};
+use crate::fold::fold;
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use futures_util::SinkExt;
@@ -24,42 +28,56 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The index behind the search. Lowercasing under the "C" collation folds ASCII letters only,
-/// exactly like SQLite's lower(), and "C" compares bytes, as SQLite does: both backends agree
-/// on every answer and its order, whatever the database's locale.
-const SEARCH_INDEX: &str = r#"CREATE INDEX IF NOT EXISTS books_author_search ON books
-    (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")"#;
+// The schema changes since penny.sql's first books table, one file each, applied in order by
+// `penny init-db` (see `init_schema`).
+refinery::embed_migrations!("src/db/postgres/migrations");
 
-const FIRST: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
-    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
-    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C"
+/// The index behind the search, made by `penny init-db`. COLLATE "C" compares bytes, as SQLite
+/// does, whatever the database's locale: both backends agree on every answer and its order.
+/// NULLS FIRST puts a book without a title where SQLite puts it. penny.sql cannot make this
+/// index (SQLite knows no "C"), so init-db makes it every time, in case penny.sql was loaded
+/// by hand since, and drops the one penny.sql made, which PostgreSQL's search cannot use.
+const SEARCH_INDEX: &str = r#"DROP INDEX IF EXISTS books_search;
+    CREATE INDEX IF NOT EXISTS books_search_c ON books (author_key COLLATE "C",
+        author COLLATE "C", title COLLATE "C" NULLS FIRST, isbn COLLATE "C")"#;
+
+const FIRST: &str = r#"SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '')
+    FROM books WHERE author_key COLLATE "C" >= $1 AND author_key COLLATE "C" < $2
+    ORDER BY author_key COLLATE "C", author COLLATE "C", title COLLATE "C" NULLS FIRST,
+        isbn COLLATE "C"
     LIMIT $3"#;
-const AFTER: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
-    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
-    AND (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
-        > (lower($4 COLLATE "C"), $4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C")
-    ORDER BY lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C"
+const AFTER: &str = r#"SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '')
+    FROM books WHERE author_key COLLATE "C" >= $1 AND author_key COLLATE "C" < $2
+    AND (author_key COLLATE "C", author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
+        > ($4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C", $7 COLLATE "C")
+    ORDER BY author_key COLLATE "C", author COLLATE "C", title COLLATE "C" NULLS FIRST,
+        isbn COLLATE "C"
     LIMIT $3"#;
-const BEFORE: &str = r#"SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books
-    WHERE lower(author COLLATE "C") >= $1 AND lower(author COLLATE "C") < $2
-    AND (lower(author COLLATE "C"), author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
-        < (lower($4 COLLATE "C"), $4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C")
-    ORDER BY lower(author COLLATE "C") DESC, author COLLATE "C" DESC, title COLLATE "C" DESC,
-        isbn COLLATE "C" DESC
+const BEFORE: &str = r#"SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '')
+    FROM books WHERE author_key COLLATE "C" >= $1 AND author_key COLLATE "C" < $2
+    AND (author_key COLLATE "C", author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
+        < ($4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C", $7 COLLATE "C")
+    ORDER BY author_key COLLATE "C" DESC, author COLLATE "C" DESC,
+        title COLLATE "C" DESC NULLS LAST, isbn COLLATE "C" DESC
     LIMIT $3"#;
 
 /// The parameter types of FIRST, and of AFTER and BEFORE.
 const FIRST_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::INT8];
-const CURSOR_TYPES: [Type; 6] = [
+const CURSOR_TYPES: [Type; 7] = [
     Type::TEXT,
     Type::TEXT,
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::TEXT,
 ];
 
-const PING: &str = "SELECT 1 FROM books LIMIT 1";
+/// The advisory lock that `penny init-db` holds while it changes the schema: a second one waits
+/// for the first, then finds nothing left to do. ("penny" in ASCII.)
+const INIT_LOCK: i64 = 0x70_65_6e_6e_79;
+
+const PING: &str = "SELECT author_key FROM books LIMIT 1";
 
 /// Runs `$query` (an expression using `$conn`, a pooled connection) within the query timeout
 /// and, if the connection turns out to have been cut off (the server restarted since it was
@@ -87,6 +105,8 @@ pub struct PostgresDb {
     query_timeout: Duration,
     /// For cancel requests, which go over a connection of their own.
     tls: MakeRustlsConnect,
+    /// Talking to PgBouncer in transaction mode.
+    pgbouncer: bool,
 }
 
 impl PostgresDb {
@@ -127,6 +147,7 @@ impl PostgresDb {
             checkout_timeout: config.checkout_timeout,
             query_timeout: config.query_timeout,
             tls,
+            pgbouncer: url.pgbouncer,
         })
     }
 
@@ -198,7 +219,8 @@ impl PostgresDb {
         let (sql, cursor) = search_sql(position);
         let explain = format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}");
         let limit = (PAGE_SIZE + 1) as i64;
-        let params = search_params(range, &limit, cursor);
+        let key = cursor.map(Cursor::key);
+        let params = search_params(range, &limit, cursor.zip(key.as_ref()));
         let rows = with_connection!(self, |conn| conn.client.query_typed(&explain, &params))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
@@ -207,13 +229,15 @@ impl PostgresDb {
         let isbns: Vec<&str> = books.iter().map(|book| book.isbn.as_str()).collect();
         let authors: Vec<&str> = books.iter().map(|book| book.author.as_str()).collect();
         let titles: Vec<&str> = books.iter().map(|book| book.title.as_str()).collect();
+        let keys: Vec<String> = books.iter().map(|book| fold(&book.author)).collect();
         let params = [
             (&isbns as _, Type::TEXT_ARRAY),
             (&authors as _, Type::TEXT_ARRAY),
             (&titles as _, Type::TEXT_ARRAY),
+            (&keys as _, Type::TEXT_ARRAY),
         ];
-        let insert = "INSERT INTO books (isbn, author, title) \
-                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+        let insert = "INSERT INTO books (isbn, author, title, author_key) \
+                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
                       ON CONFLICT DO NOTHING";
         with_connection!(self, |conn| conn.client.query_typed(insert, &params))?;
         Ok(())
@@ -224,13 +248,13 @@ impl PostgresDb {
         let mut conn = self.checkout().await?;
         let tx = conn.client.transaction().await.map_err(classify)?;
         tx.batch_execute(
-            "CREATE TEMPORARY TABLE synthetic_books (isbn text, author text, title text) \
-             ON COMMIT DROP",
+            "CREATE TEMPORARY TABLE synthetic_books \
+             (isbn text, author text, title text, author_key text) ON COMMIT DROP",
         )
         .await
         .map_err(classify)?;
         let sink = tx
-            .copy_in("COPY synthetic_books (isbn, author, title) FROM STDIN")
+            .copy_in("COPY synthetic_books (isbn, author, title, author_key) FROM STDIN")
             .await
             .map_err(classify)?;
         let mut sink = std::pin::pin!(sink);
@@ -240,7 +264,9 @@ impl PostgresDb {
             let end = count.min(index + 10_000);
             for book in (index..end).map(synthetic::book) {
                 // Generated text has no tab, newline or backslash to escape.
-                chunk.push_str(&format!("{}\t{}\t{}\n", book.isbn, book.author, book.title));
+                let key = fold(&book.author);
+                let line = format!("{}\t{}\t{}\t{key}\n", book.isbn, book.author, book.title);
+                chunk.push_str(&line);
             }
             index = end;
             sink.send(bytes::Bytes::from(chunk))
@@ -249,8 +275,8 @@ impl PostgresDb {
         }
         sink.as_mut().finish().await.map_err(classify)?;
         tx.batch_execute(
-            "INSERT INTO books (isbn, author, title) SELECT * FROM synthetic_books \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO books (isbn, author, title, author_key) \
+             SELECT * FROM synthetic_books ON CONFLICT DO NOTHING",
         )
         .await
         .map_err(classify)?;
@@ -268,13 +294,135 @@ impl PostgresDb {
         Ok(())
     }
 
-    /// Runs the script and the search index as one simple query: one implicit transaction.
-    /// No query timeout: building the index on a big table takes as long as it takes.
-    pub async fn load_schema(&self, script: String) -> Result<(), DbError> {
-        let script = format!("{script}\n{SEARCH_INDEX};\nANALYZE books;");
-        let conn = self.checkout().await?;
-        conn.client.batch_execute(&script).await.map_err(classify)
+    /// See `Db::init_schema`. Other sessions go on reading meanwhile. No query timeout:
+    /// setting a million search keys, or building the index, takes as long as it takes.
+    /// Changing the schema needs a session of its own for its lock and the migrations'
+    /// statements, which PgBouncer's transaction mode does not give: it is refused there.
+    pub async fn init_schema(&self, reset: bool) -> Result<SchemaChanges, DbError> {
+        if self.pgbouncer {
+            return Err(DbError::Setup(
+                "penny init-db changes the schema, which needs a session of its own: run it \
+                 with the database's own URL, not through PgBouncer (without pgbouncer=true)"
+                    .into(),
+            ));
+        }
+        let mut conn = self.checkout().await?;
+        let client = &mut conn.client;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&INIT_LOCK])
+            .await
+            .map_err(classify)?;
+        let changes = init_locked(client, reset).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&INIT_LOCK])
+            .await
+            .map_err(classify)?;
+        changes
     }
+
+    pub async fn count_unsearchable_books(&self) -> Result<u64, DbError> {
+        let sql = "SELECT count(*) FROM books WHERE author_key IS NULL";
+        let rows = with_connection!(self, |conn| conn.client.query_typed(sql, &[]))?;
+        let count: i64 = rows.first().map_or(0, |row| row.get(0));
+        Ok(count as u64)
+    }
+}
+
+/// The rest of `init_schema`, holding the lock.
+async fn init_locked(client: &mut Client, reset: bool) -> Result<SchemaChanges, DbError> {
+    let mut changes = SchemaChanges::default();
+    if reset || !exists(client, "SELECT to_regclass('books') IS NOT NULL").await? {
+        // One simple query: one implicit transaction.
+        client.batch_execute(SCHEMA).await.map_err(classify)?;
+        changes.loaded_penny_sql = true;
+    }
+    // A books table with a search key and no record of migrations comes from penny.sql (by
+    // hand, or just now): it is as the latest migration leaves it.
+    let from_penny_sql = "SELECT to_regclass('refinery_schema_history') IS NULL \
+        AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('books') \
+                    AND attname = 'author_key' AND NOT attisdropped)";
+    if exists(client, from_penny_sql).await? {
+        migrations::runner()
+            .set_target(refinery::Target::Fake)
+            .run_async(client)
+            .await
+            .map_err(migration_failed)?;
+    }
+    let report = migrations::runner()
+        .run_async(client)
+        .await
+        .map_err(migration_failed)?;
+    changes.migrations = report
+        .applied_migrations()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    client.batch_execute(SEARCH_INDEX).await.map_err(classify)?;
+    changes.keys_set = set_search_keys(client).await?;
+    // Settle the table (statistics, and after many new keys the visibility map that lets the
+    // search read the index alone) rather than leave it to autovacuum.
+    let settle = if changes.keys_set > 0 {
+        "VACUUM (ANALYZE) books"
+    } else {
+        "ANALYZE books"
+    };
+    client.batch_execute(settle).await.map_err(classify)?;
+    Ok(changes)
+}
+
+async fn exists(client: &Client, sql: &str) -> Result<bool, DbError> {
+    let row = client.query_one(sql, &[]).await.map_err(classify)?;
+    Ok(row.get(0))
+}
+
+/// Sets the search key of every book whose key is missing or not its author's fold (a book
+/// added or changed by hand). The fold is Penny's, in Rust, so it is worked out here, once per
+/// different author and key, and sent back in one UPDATE. A book with no author gets an empty
+/// key, which no search matches.
+async fn set_search_keys(client: &Client) -> Result<u64, DbError> {
+    let pairs = client
+        .query(
+            "SELECT author, author_key FROM books GROUP BY author, author_key",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let (mut authors, mut keys) = (Vec::new(), Vec::new());
+    let mut no_author = false;
+    for pair in &pairs {
+        let (author, key): (Option<String>, Option<String>) = (pair.get(0), pair.get(1));
+        match author {
+            Some(author) => {
+                let folded = fold(&author);
+                if key.as_ref() != Some(&folded) {
+                    authors.push(author);
+                    keys.push(folded);
+                }
+            }
+            None => no_author |= key.as_deref() != Some(""),
+        }
+    }
+    let mut set = 0;
+    if !authors.is_empty() {
+        // `=`, not IS NOT DISTINCT FROM, so that this is one hash join however big the table.
+        let update = r#"UPDATE books AS b SET author_key = f.key
+            FROM unnest($1::text[], $2::text[]) AS f(author, key)
+            WHERE b.author = f.author AND b.author_key IS DISTINCT FROM f.key"#;
+        set += client
+            .execute(update, &[&authors, &keys])
+            .await
+            .map_err(classify)?;
+    }
+    if no_author {
+        let update = "UPDATE books SET author_key = '' \
+                      WHERE author IS NULL AND author_key IS DISTINCT FROM ''";
+        set += client.execute(update, &[]).await.map_err(classify)?;
+    }
+    Ok(set)
+}
+
+fn migration_failed(err: refinery::Error) -> DbError {
+    DbError::Query(err.into())
 }
 
 fn book(row: &Row) -> Book {
@@ -340,7 +488,8 @@ impl Conn {
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let limit = limit as i64;
         let (sql, cursor) = search_sql(position);
-        let params = search_params(range, &limit, cursor);
+        let key = cursor.map(Cursor::key);
+        let params = search_params(range, &limit, cursor.zip(key.as_ref()));
         match self.statements().await? {
             Some(prepared) => {
                 let statement = match position {
@@ -366,18 +515,20 @@ fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// The search's parameters with their types: $1 to $3, and $4 to $6 from the cursor.
+/// The search's parameters with their types: $1 to $3, and $4 to $7 from the cursor and its
+/// author's search key.
 fn search_params<'a>(
     range: &'a AuthorRange,
     limit: &'a i64,
-    cursor: Option<&'a Cursor>,
+    cursor: Option<(&'a Cursor, &'a String)>,
 ) -> Vec<Param<'a>> {
     let mut params: Vec<Param<'a>> = vec![
         (&range.from, Type::TEXT),
         (&range.to, Type::TEXT),
         (limit, Type::INT8),
     ];
-    if let Some(cursor) = cursor {
+    if let Some((cursor, key)) = cursor {
+        params.push((key, Type::TEXT));
         params.push((&cursor.author, Type::TEXT));
         params.push((&cursor.title, Type::TEXT));
         params.push((&cursor.isbn, Type::TEXT));
@@ -496,7 +647,19 @@ fn connection_lost(err: &tokio_postgres::Error) -> bool {
     err.is_closed() || err.code().is_some_and(|code| LOST.contains(code))
 }
 
+/// Errors a retry may cure are "unavailable": a lost connection, no server, too many clients;
+/// so is a database that lost its books table or search key under a running Penny (logged
+/// once, like an outage, and over once `penny init-db` has run).
 fn classify(err: tokio_postgres::Error) -> DbError {
+    if let Some(db_error) = err.as_db_error()
+        && [SqlState::UNDEFINED_TABLE, SqlState::UNDEFINED_COLUMN].contains(db_error.code())
+    {
+        let message = format!(
+            "{}: the database is not set up for Penny; run `penny init-db`",
+            db_error.message()
+        );
+        return DbError::Unavailable(message.into());
+    }
     let unavailable = connection_lost(&err)
         || err.as_db_error().is_none()
         || err.code() == Some(&SqlState::TOO_MANY_CONNECTIONS);

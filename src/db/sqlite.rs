@@ -2,34 +2,49 @@
 //! blocking pool, so a slow disk or a busy lock never stalls the async workers; the bundled
 //! demo, read-only bytes in memory, is queried in place.
 
-use super::{AuthorRange, Book, DbError, Position, synthetic};
+use super::{AuthorRange, Book, Cursor, DbError, Position, SCHEMA, SchemaChanges, synthetic};
 use crate::config::PoolConfig;
+use crate::fold::fold;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The demo database, built from penny.sql by build.rs.
 static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite"));
 
-/// The index the search needs; `penny init-db` adds it after penny.sql.
-const SEARCH_INDEX: &str = include_str!("sqlite_index.sql");
+// The schema changes since penny.sql's first books table, one file each, applied in order by
+// `penny init-db` (see `init_schema`).
+refinery::embed_migrations!("src/db/sqlite/migrations");
 
-// The ORDER BY matches the index's columns, so rows come out of the index already sorted, and
-// a page is a range scan that stops after LIMIT rows, however many books match. The LIMIT is
+// The ORDER BY matches the columns of the books_search index, so rows come out of the index
+// already sorted, and a page is a range scan that stops after LIMIT rows, however many books
+// match. SQLite compares text by its bytes, as the search's order is defined. The LIMIT is
 // written out (PAGE_SIZE + 1, checked by a test): SQLite plans by a bound LIMIT's value, so
 // binding one marks the cached statement stale, and it was parsed again for every search.
-const FIRST: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
-     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     ORDER BY lower(author), author, title, isbn LIMIT 51";
-const AFTER: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
-     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     AND (lower(author), author, title, isbn) > (lower(?3), ?3, ?4, ?5) \
-     ORDER BY lower(author), author, title, isbn LIMIT 51";
-const BEFORE: &str = "SELECT coalesce(isbn, ''), author, coalesce(title, '') FROM books \
-     WHERE lower(author) >= ?1 AND lower(author) < ?2 \
-     AND (lower(author), author, title, isbn) < (lower(?3), ?3, ?4, ?5) \
-     ORDER BY lower(author) DESC, author DESC, title DESC, isbn DESC LIMIT 51";
+const FIRST: &str = "SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '') \
+     FROM books WHERE author_key >= ?1 AND author_key < ?2 \
+     ORDER BY author_key, author, title, isbn LIMIT 51";
+// In AFTER and BEFORE the cursor's row comparison comes first: SQLite then starts (or ends) the
+// index scan at the cursor itself, and a page deep into one author's books reads only a page
+// (written after the range, it was only a filter, checked by a test).
+const AFTER: &str = "SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '') \
+     FROM books WHERE (author_key, author, title, isbn) > (?3, ?4, ?5, ?6) \
+     AND author_key >= ?1 AND author_key < ?2 \
+     ORDER BY author_key, author, title, isbn LIMIT 51";
+const BEFORE: &str = "SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(title, '') \
+     FROM books WHERE (author_key, author, title, isbn) < (?3, ?4, ?5, ?6) \
+     AND author_key >= ?1 AND author_key < ?2 \
+     ORDER BY author_key DESC, author DESC, title DESC, isbn DESC LIMIT 51";
+
+/// What the search reads: a database without these columns is from an earlier Penny.
+const CHECK_BOOKS: &str = "SELECT isbn, author, title, author_key FROM books LIMIT 0";
+
+/// How long `penny init-db` waits for another one (or a long write) to let go of the file.
+const INIT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A pool of SQLite connections. Cheap to clone.
 #[derive(Clone)]
@@ -86,10 +101,8 @@ impl SqliteDb {
             let conn = manager
                 .connect()
                 .map_err(|err| DbError::Setup(format!("cannot open {what}: {err}")))?;
-            if check_books {
-                if let Err(err) = conn.prepare("SELECT isbn, author, title FROM books LIMIT 0") {
-                    return Err(no_books_table(&what, err));
-                }
+            if check_books && let Err(err) = conn.prepare(CHECK_BOOKS) {
+                return Err(not_set_up(&what, err));
             }
             Ok(SqliteDb {
                 pool: builder.build_unchecked(Manager(manager)),
@@ -104,14 +117,14 @@ impl SqliteDb {
     async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
         // A query on the bundled database is a few microseconds of work on memory, less than
         // handing it to another thread costs; with a connection free, it runs right here.
-        if self.in_memory {
-            if let Some(mut conn) = self.pool.try_get() {
-                return conn.run(f);
-            }
+        if self.in_memory
+            && let Some(mut conn) = self.pool.try_get()
+        {
+            return conn.run(f);
         }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
@@ -130,10 +143,13 @@ impl SqliteDb {
         position: Position,
     ) -> Result<Vec<Book>, DbError> {
         self.run(move |conn| {
-            let (sql, params) = search_query(&range, &position);
-            conn.prepare_cached(sql)?
+            let key = cursor(&position).map(Cursor::key);
+            let (sql, params) = search_query(&range, &position, key.as_ref());
+            let books = conn
+                .prepare_cached(sql)?
                 .query_map(params.as_slice(), book)?
-                .collect()
+                .collect::<Result<_, _>>()?;
+            Ok(books)
         })
         .await
     }
@@ -146,7 +162,8 @@ impl SqliteDb {
         position: Position,
     ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
-            let (sql, params) = search_query(&range, &position);
+            let key = cursor(&position).map(Cursor::key);
+            let (sql, params) = search_query(&range, &position, key.as_ref());
             let mut lines: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
                 .query_map(params.as_slice(), |row| row.get(3))?
@@ -163,75 +180,178 @@ impl SqliteDb {
     }
 
     pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO books (isbn, author, title) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT DO NOTHING",
-                )?;
-                for book in &books {
-                    insert.execute(params![book.isbn, book.author, book.title])?;
-                }
-            }
-            tx.commit()
-        })
-        .await
+        self.run(move |conn| insert_books(conn, books.into_iter()))
+            .await
     }
 
     pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
         self.run(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO books (isbn, author, title) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT DO NOTHING",
-                )?;
-                for index in 0..count {
-                    let book = synthetic::book(index);
-                    insert.execute(params![book.isbn, book.author, book.title])?;
-                }
-            }
-            tx.execute_batch("ANALYZE books")?;
-            tx.commit()
+            insert_books(conn, (0..count).map(synthetic::book))?;
+            conn.execute_batch("ANALYZE books")?;
+            Ok(())
         })
         .await
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| {
-            conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM books LIMIT 1)")?
-                .query_row([], |_| Ok(()))
+            conn.prepare_cached("SELECT count(*) FROM (SELECT author_key FROM books LIMIT 1)")?
+                .query_row([], |_| Ok(()))?;
+            Ok(())
         })
         .await
     }
 
-    pub async fn load_schema(&self, script: String) -> Result<(), DbError> {
+    /// See `Db::init_schema`. The lock is SQLite's own: the connection takes the file's
+    /// exclusive lock and keeps it (`locking_mode = EXCLUSIVE`) until everything is done, so a
+    /// second `penny init-db` waits, then finds nothing left to do.
+    pub async fn init_schema(&self, reset: bool) -> Result<SchemaChanges, DbError> {
         self.run(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute_batch(&script)?;
-            tx.execute_batch(SEARCH_INDEX)?;
-            tx.commit()
+            conn.busy_timeout(INIT_LOCK_TIMEOUT)?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+            conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")?;
+            let changes = init_locked(conn, reset);
+            // Back to normal: the lock goes at the next read.
+            conn.pragma_update(None, "locking_mode", "NORMAL")?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            changes
+        })
+        .await
+    }
+
+    pub async fn count_unsearchable_books(&self) -> Result<u64, DbError> {
+        self.run(|conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT count(*) FROM books WHERE author_key IS NULL")?
+                .query_row([], |row| row.get(0))?;
+            Ok(count as u64)
         })
         .await
     }
 }
 
-/// The search's SQL for `position`, and its parameters: the range, then the cursor's fields.
+/// The rest of `init_schema`, with the file locked.
+fn init_locked(conn: &mut Connection, reset: bool) -> Result<SchemaChanges, DbError> {
+    let mut changes = SchemaChanges::default();
+    let has_books = has_table(conn, "books")?;
+    if reset || !has_books {
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.commit()?;
+        changes.loaded_penny_sql = true;
+    }
+    // A books table with a search key and no record of migrations comes from penny.sql (by
+    // hand, or just now): it is as the latest migration leaves it.
+    if !has_table(conn, "refinery_schema_history")? && has_search_key(conn)? {
+        migrations::runner()
+            .set_target(refinery::Target::Fake)
+            .run(conn)
+            .map_err(migration_failed)?;
+    }
+    let report = migrations::runner().run(conn).map_err(migration_failed)?;
+    changes.migrations = report
+        .applied_migrations()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    changes.keys_set = set_search_keys(conn)?;
+    Ok(changes)
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, DbError> {
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )?;
+    Ok(count > 0)
+}
+
+fn has_search_key(conn: &Connection) -> Result<bool, DbError> {
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('books') WHERE name = 'author_key'",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(count > 0)
+}
+
+/// Sets the search key of every book whose key is missing or not its author's fold (a book
+/// added or changed by hand), in one statement: the fold runs inside SQLite as a function that
+/// only this connection has, for as long as this takes. A book with no author gets an empty
+/// key, which no search matches.
+fn set_search_keys(conn: &Connection) -> Result<u64, DbError> {
+    conn.create_scalar_function(
+        "penny_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(text) => fold(&String::from_utf8_lossy(text)),
+                _ => String::new(),
+            })
+        },
+    )?;
+    let set = conn.execute(
+        "UPDATE books SET author_key = penny_fold(author) \
+         WHERE author_key IS NOT penny_fold(author)",
+        [],
+    );
+    conn.remove_function("penny_fold", 1)?;
+    Ok(set? as u64)
+}
+
+/// Adds `books` with their search keys, in one transaction; an ISBN already present is left
+/// as it is.
+fn insert_books(conn: &mut Connection, books: impl Iterator<Item = Book>) -> Result<(), DbError> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO books (isbn, author, title, author_key) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for book in books {
+            let key = fold(&book.author);
+            insert.execute(params![book.isbn, book.author, book.title, key])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn cursor(position: &Position) -> Option<&Cursor> {
+    match position {
+        Position::First => None,
+        Position::After(cursor) | Position::Before(cursor) => Some(cursor),
+    }
+}
+
+/// The search's SQL for `position`, and its parameters: the range, then the cursor's place
+/// (`key` is its author's search key).
 fn search_query<'a>(
     range: &'a AuthorRange,
     position: &'a Position,
+    key: Option<&'a String>,
 ) -> (&'static str, Vec<&'a dyn ToSql>) {
     let mut params: Vec<&dyn ToSql> = vec![&range.from, &range.to];
-    let (sql, cursor) = match position {
-        Position::First => (FIRST, None),
-        Position::After(cursor) => (AFTER, Some(cursor)),
-        Position::Before(cursor) => (BEFORE, Some(cursor)),
+    let sql = match position {
+        Position::First => FIRST,
+        Position::After(_) => AFTER,
+        Position::Before(_) => BEFORE,
     };
-    if let Some(cursor) = cursor {
-        params.extend([&cursor.author as &dyn ToSql, &cursor.title, &cursor.isbn]);
+    if let (Some(cursor), Some(key)) = (cursor(position), key) {
+        params.extend([
+            key as &dyn ToSql,
+            &cursor.author,
+            &cursor.title,
+            &cursor.isbn,
+        ]);
     }
     (sql, params)
+}
+
+fn migration_failed(err: refinery::Error) -> DbError {
+    DbError::Query(err.into())
 }
 
 fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
@@ -246,11 +366,17 @@ fn describe(path: &Path) -> String {
     format!("SQLite database {}", path.display())
 }
 
-fn no_books_table(what: &str, err: rusqlite::Error) -> DbError {
+/// Why `what` cannot be served as it is, from the error of a query on its books table.
+fn not_set_up(what: &str, err: rusqlite::Error) -> DbError {
     let reason = err.to_string();
     if reason.contains("no such table") {
         DbError::Setup(format!(
             "{what} has no books table; run `penny init-db` to create it"
+        ))
+    } else if reason.contains("no such column") {
+        DbError::Setup(format!(
+            "{what} was made by an earlier Penny or an older penny.sql: its books table has \
+             no author_key column; run `penny init-db` to bring it up to date (no book is lost)"
         ))
     } else {
         DbError::Setup(format!("cannot read {what}: {reason}"))
@@ -273,11 +399,11 @@ struct Conn {
 impl Conn {
     fn run<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let result = f(&mut self.connection);
         self.failed = result.is_err();
-        result.map_err(classify)
+        result
     }
 }
 
@@ -301,9 +427,24 @@ impl ManageConnection for Manager {
     }
 }
 
-/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable".
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> DbError {
+        classify(err)
+    }
+}
+
+/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable", and so
+/// does a file that lost its books table or search key under a running Penny: like an
+/// outage, it is logged once, and ends when the file is put right.
 fn classify(err: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode::*;
+    if let rusqlite::Error::SqliteFailure(_, Some(message)) = &err
+        && (message.starts_with("no such table") || message.starts_with("no such column"))
+    {
+        return DbError::Unavailable(
+            format!("{message}: the file is not set up for Penny; run `penny init-db`").into(),
+        );
+    }
     match err.sqlite_error_code() {
         Some(
             DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull | NotADatabase

@@ -95,14 +95,14 @@ impl TestDb {
         }
     }
 
-    /// Loads penny.sql into the database at `url` the way `penny init-db` does, and opens it.
+    /// Sets up the database at `url` the way `penny init-db` does, and opens it.
     pub async fn load(url: DatabaseUrl, dir: Option<tempfile::TempDir>) -> TestDb {
         secrets::watch();
         let schema = secrets::expect(
             Db::open_for_schema(&url, &PoolConfig::default()).await,
-            "opening the database for penny.sql",
+            "opening the database for penny init-db",
         );
-        secrets::expect(schema.load_schema(false).await, "loading penny.sql");
+        secrets::expect(schema.init_schema(false).await, "setting up the database");
         TestDb::open_url(url, &PoolConfig::default(), dir).await
     }
 
@@ -133,6 +133,168 @@ impl Drop for TestDb {
             secrets::assert_no_logged_secret();
         }
     }
+}
+
+/// A database with nothing in it yet: a file in a temp dir, or a fresh database on the tests'
+/// PostgreSQL server. SQL runs on it directly, the way sqlite3 or psql would, not through Penny.
+pub struct EmptyDb {
+    /// Its DATABASE_URL.
+    pub url: String,
+    place: EmptyPlace,
+}
+
+enum EmptyPlace {
+    Sqlite(std::path::PathBuf, tempfile::TempDir),
+    Postgres(String),
+}
+
+impl EmptyDb {
+    /// A new empty database on `backend` (a SQLite file or PostgreSQL; the demo has no room).
+    pub fn new(backend: Backend) -> EmptyDb {
+        match backend {
+            Backend::Bundled => panic!("the bundled demo cannot be emptied"),
+            Backend::SqliteFile => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let path = dir.path().join("penny.sqlite");
+                EmptyDb {
+                    url: format!("sqlite://{}", path.display()),
+                    place: EmptyPlace::Sqlite(path, dir),
+                }
+            }
+            Backend::Postgres => {
+                let server = postgres::PgServer::shared();
+                let dbname = server.create_database();
+                EmptyDb {
+                    url: server.url(&dbname, "sslmode=disable"),
+                    place: EmptyPlace::Postgres(dbname),
+                }
+            }
+        }
+    }
+
+    /// Runs `script`, one or more statements.
+    pub fn run(&self, script: &str) {
+        match &self.place {
+            EmptyPlace::Sqlite(path, _) => rusqlite::Connection::open(path)
+                .and_then(|conn| conn.execute_batch(script))
+                .unwrap_or_else(|err| panic!("{script}: {err}")),
+            EmptyPlace::Postgres(dbname) => {
+                postgres::PgServer::shared().psql(dbname, script);
+            }
+        }
+    }
+
+    /// Loads an SQL file as the lecture does: `psql -f FILE` (the real psql), or what
+    /// `sqlite3 FILE.sqlite < FILE` runs.
+    pub fn run_file(&self, file: &std::path::Path) {
+        match &self.place {
+            EmptyPlace::Sqlite(..) => self.run(&std::fs::read_to_string(file).unwrap()),
+            EmptyPlace::Postgres(dbname) => postgres::PgServer::shared().psql_file(dbname, file),
+        }
+    }
+
+    /// The rows of `query`, one line each, fields joined by `|` and NULL empty, as `psql -tA`
+    /// prints them.
+    pub fn query(&self, query: &str) -> String {
+        match &self.place {
+            EmptyPlace::Sqlite(path, _) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut statement = conn.prepare(query).unwrap();
+                let columns = statement.column_count();
+                let rows = statement
+                    .query_map([], |row| {
+                        (0..columns)
+                            .map(|i| {
+                                use rusqlite::types::ValueRef;
+                                Ok(match row.get_ref(i)? {
+                                    ValueRef::Null => String::new(),
+                                    ValueRef::Integer(n) => n.to_string(),
+                                    ValueRef::Real(x) => x.to_string(),
+                                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                        String::from_utf8_lossy(t).into_owned()
+                                    }
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .unwrap();
+                rows.map(|row| row.unwrap().join("|"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            EmptyPlace::Postgres(dbname) => postgres::PgServer::shared().psql(dbname, query),
+        }
+    }
+}
+
+/// What this thread logs, at debug level, from `start` until the value is dropped, kept for the
+/// test to read (instead of going to the harness's own subscriber); each line is still checked
+/// for passwords. Under `#[tokio::test]` that covers the tasks the test spawns.
+pub struct CapturedLog {
+    lines: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLog {
+    pub fn start() -> CapturedLog {
+        secrets::watch();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        CapturedLog {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.lock().unwrap()).into_owned()
+    }
+
+    /// Waits up to `limit` for the log to hold `needle`, then returns it; fails the test if it
+    /// never does.
+    pub async fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.text().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {needle:?} in the log within {limit:?}: {}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.text()
+    }
+}
+
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        secrets::record(&String::from_utf8_lossy(bytes));
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `penny init-db` on `url`, which must succeed; returns what it printed.
+pub fn init_db(url: &str) -> String {
+    let output = run_penny(&["init-db"], &[("DATABASE_URL", url)], None);
+    assert!(
+        output.status.success(),
+        "penny init-db failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Penny serving a test database on 127.0.0.1:0.
@@ -478,6 +640,18 @@ impl RunningPenny {
         let text = self.stdout.lock().unwrap().join("\n");
         secrets::check(&text, "penny's stdout");
         text
+    }
+
+    /// Penny's log once it holds `needle`, waiting up to `limit`; fails the test if it never
+    /// does.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let found = postgres::wait_until(limit, || self.stdout().contains(needle));
+        let log = self.stdout();
+        assert!(
+            found,
+            "no {needle:?} in penny's log within {limit:?}: {log}"
+        );
+        log
     }
 
     /// Everything penny has printed to stderr so far, checked for passwords.

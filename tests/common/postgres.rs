@@ -132,7 +132,9 @@ impl PgServer {
         format!("{}/{dbname}{separator}{params}", self.base_url)
     }
 
-    /// Creates a fresh, empty database and returns its name.
+    /// Creates a fresh, empty database and returns its name. It sorts text as English does
+    /// (ICU's en-US, where the server has ICU), as Heroku's databases do (en_US.UTF-8), not by
+    /// bytes: Penny must not depend on the database's collation.
     pub fn create_database(&self) -> String {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -140,23 +142,49 @@ impl PgServer {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        let english = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' \
+             LOCALE 'C.UTF-8'"
+        );
+        if self.try_psql("postgres", &english).is_err() {
+            self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        }
         name
     }
 
     /// Runs SQL through psql, failing the test if it fails; returns what psql printed.
     pub fn psql(&self, dbname: &str, sql: &str) -> String {
+        self.try_psql(dbname, sql)
+            .unwrap_or_else(|err| panic!("psql failed on {sql}: {err}"))
+    }
+
+    /// Runs SQL through psql: what it printed, or its error.
+    pub fn try_psql(&self, dbname: &str, sql: &str) -> Result<String, String> {
         let output = Command::new("psql")
             .arg(self.url(dbname, "sslmode=disable"))
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql runs");
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Loads an SQL file with `psql -f`, as the lecture does, failing the test if it fails.
+    pub fn psql_file(&self, dbname: &str, file: &Path) {
+        let output = Command::new("psql")
+            .arg(self.url(dbname, "sslmode=disable"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file)
+            .output()
+            .expect("psql runs");
         assert!(
             output.status.success(),
-            "psql failed on {sql}: {}",
+            "psql -f {} failed: {}",
+            file.display(),
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     /// Stops the server at once, closing every connection (as a Heroku maintenance does).
