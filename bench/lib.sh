@@ -212,6 +212,23 @@ stop_penny() {
   rm -f "$PENNY_LOG"
 }
 
+# wrk, pinned: wrk_summary CONNECTIONS SECONDS URL. Sets RPS P50 P99 ERRORS. wrk runs in the
+# background and is waited for: wrk catches Ctrl-C and exits normally, and bash would then
+# ignore the Ctrl-C for a command in the foreground; a `wait` is cut short by it.
+wrk_summary() {
+  local out=$WORK/wrk.out line sockets statuses pid status=0
+  "${PIN_CLIENT[@]}" wrk -t1 -c"$1" -d"$2"s --latency -s "$ROOT/bench/wrk-summary.lua" "$3" \
+    > "$out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || status=$?
+  forget_pid "$pid"
+  [ "$status" = 0 ] || { cat "$out" >&2; die "wrk failed on $3"; }
+  line=$(grep '^SUMMARY' "$out") || { cat "$out" >&2; die "wrk printed no summary"; }
+  IFS=$'\t' read -r _ RPS P50 P99 sockets statuses <<< "$line"
+  ERRORS=$((sockets + statuses))
+}
+
 # Fails loudly unless GET $1 answers 200; the body is left in $WORK/body.
 expect_200() {
   local code

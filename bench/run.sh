@@ -157,23 +157,6 @@ step_done pooling "$started"
 fi
 
 # ---------------------------------------------------------------------------------------------
-# wrk, pinned: run_wrk CONNECTIONS SECONDS URL. Sets RPS P50 P99 ERRORS. wrk runs in the
-# background and is waited for: wrk catches Ctrl-C and exits normally, and bash would then
-# ignore the Ctrl-C for a command in the foreground; a `wait` is cut short by it.
-run_wrk() {
-  local out=$WORK/wrk.out line sockets statuses pid status=0
-  "${PIN_CLIENT[@]}" wrk -t1 -c"$1" -d"$2"s --latency -s "$ROOT/bench/wrk-summary.lua" "$3" \
-    > "$out" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  wait "$pid" || status=$?
-  forget_pid "$pid"
-  [ "$status" = 0 ] || { cat "$out" >&2; die "wrk failed on $3"; }
-  line=$(grep '^SUMMARY' "$out") || { cat "$out" >&2; die "wrk printed no summary"; }
-  IFS=$'\t' read -r _ RPS P50 P99 sockets statuses <<< "$line"
-  ERRORS=$((sockets + statuses))
-}
-
 # The peak RSS (MiB) of Penny since the last reset_peak.
 reset_peak() { echo 5 > "/proc/$PENNY_PID/clear_refs" 2>/dev/null || PEAK_NOTE=" (peak since start)"; }
 peak_rss() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$PENNY_PID/status"; }
@@ -182,7 +165,7 @@ PEAK_NOTE=
 # measure_wrk ID CONNECTIONS SECONDS URL: one repeat of a wrk figure.
 measure_wrk() {
   reset_peak
-  run_wrk "$2" "$3" "$4"
+  wrk_summary "$2" "$3" "$4"
   record val "$1" rate "$RPS"
   record val "$1" p50_ms "$P50"
   record val "$1" p99_ms "$P99"
@@ -202,7 +185,7 @@ http_backend() {
     id="http-$key-$path"
     record row "$id" "HTTP: wrk -c16, ${WRK_SECS} s" "GET $path" "$backend"
     expect_200 "http://127.0.0.1:$PENNY_PORT$path"
-    run_wrk 16 1 "http://127.0.0.1:$PENNY_PORT$path" # warm-up
+    wrk_summary 16 1 "http://127.0.0.1:$PENNY_PORT$path" # warm-up
   done
   for _ in $(seq 1 "$REPEATS"); do
     for path in "${PATHS[@]}"; do
@@ -211,9 +194,9 @@ http_backend() {
   done
   stop_penny
 }
-http_backend bundled "SQLite (bundled demo, 3 books)" ""
-http_backend sqlite "SQLite file (3 books)" "$SQLITE_URL"
-http_backend pg "PostgreSQL (3 books)" "$PG_URL"
+http_backend bundled "SQLite (bundled demo)" ""
+http_backend sqlite "SQLite file (the demo books)" "$SQLITE_URL"
+http_backend pg "PostgreSQL (the demo books)" "$PG_URL"
 step_done http "$started"
 fi
 
@@ -221,7 +204,7 @@ if wanted startup; then
 say "start-up: spawn to the first 200 on /, median of $STARTS starts, $REPEATS repeat(s)"
 started=$(now)
 record row start-bundled "Start-up: spawn → first 200 on /" "median of $STARTS starts" "SQLite (bundled demo)"
-record row start-pg "Start-up: spawn → first 200 on /" "median of $STARTS starts" "PostgreSQL (3 books)"
+record row start-pg "Start-up: spawn → first 200 on /" "median of $STARTS starts" "PostgreSQL (the demo books)"
 for _ in $(seq 1 "$REPEATS"); do
   "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-bundled >> "$RECORDS"
   DATABASE_URL=$PG_URL "$BENCH" startup --penny "$PENNY" --runs "$STARTS" --row start-pg >> "$RECORDS"
@@ -269,7 +252,7 @@ scale_backend() {
   [ "$found" -eq 50 ] || die "$target_url on $backend gave $found books, not a full page of 50"
   record row "$id" "Scale: first page, wrk -c1, ${SCALE_SECS} s" "GET $target_url ($BOOKS_LABEL books)" "$backend"
   record target "$id" p50_ms le 2
-  run_wrk 1 1 "http://127.0.0.1:$PENNY_PORT$target_url" # warm-up
+  wrk_summary 1 1 "http://127.0.0.1:$PENNY_PORT$target_url" # warm-up
   for _ in $(seq 1 "$REPEATS"); do
     measure_wrk "$id" 1 "$SCALE_SECS" "http://127.0.0.1:$PENNY_PORT$target_url"
   done

@@ -284,9 +284,9 @@ fn define_rows(s: &SearchSettings) {
             continue;
         }
         let backend = if *id == "d" {
-            "SQLite file (3 books)"
+            "SQLite file (the demo books)"
         } else {
-            "PostgreSQL (3 books)"
+            "PostgreSQL (the demo books)"
         };
         record(&["row", id, part, what, backend]);
     }
