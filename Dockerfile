@@ -10,7 +10,7 @@ WORKDIR /penny
 # because Cargo.toml names a benchmark in it; it is not built.)
 COPY Cargo.toml Cargo.lock build.rs penny.sql ./
 COPY benches benches
-RUN mkdir assets \
+RUN mkdir assets src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
