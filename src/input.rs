@@ -9,6 +9,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 /// The longest author name a search accepts, in characters.
 pub const MAX_AUTHOR_CHARS: usize = 100;
 
+/// The highest page number a page link may carry (a page number only numbers the results).
+pub const MAX_PAGE: u64 = 100_000_000;
+
 /// The cookie that remembers the previous search.
 pub const PREV_AUTHOR: &str = "prev_author";
 
@@ -29,18 +32,20 @@ pub enum InputError {
     BadPageLink,
 }
 
-/// A search as the query string asks for it: `author`, and `after` or `before` for a page
-/// other than the first.
+/// A search as the query string asks for it: `author`, and `after` or `before` with `page` for
+/// a page other than the first.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Search {
     pub author: String,
     pub position: Position,
+    /// The page's number, from 1; always 1 for the first page.
+    pub page: u64,
 }
 
 /// The search in a query string; `None` when the author is blank or missing. Each parameter is
 /// decoded once, in one pass; a malformed pair anywhere makes the whole query an error.
 pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
-    let (mut author, mut after, mut before) = (None, None, None);
+    let (mut author, mut after, mut before, mut page) = (None, None, None, None);
     for pair in query
         .unwrap_or("")
         .split('&')
@@ -52,6 +57,7 @@ pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
             "author" => &mut author,
             "after" => &mut after,
             "before" => &mut before,
+            "page" => &mut page,
             _ => continue,
         };
         if slot.is_none() {
@@ -81,10 +87,42 @@ pub fn search(query: Option<&str>) -> Result<Option<Search>, InputError> {
         (None, Some(before)) => Position::Before(cursor(&before)?),
         (Some(_), Some(_)) => return Err(InputError::BadPageLink),
     };
+    let page = match (&position, page) {
+        (Position::First, _) => 1,
+        // A link from before pages were numbered: its numbers start again at 1.
+        (_, None) => 1,
+        (_, Some(page)) => page_number(&page)?,
+    };
     Ok(Some(Search {
         author: author.to_owned(),
         position,
+        page,
     }))
+}
+
+fn page_number(raw: &str) -> Result<u64, InputError> {
+    match raw.parse() {
+        Ok(page) if (1..=MAX_PAGE).contains(&page) && raw.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(page)
+        }
+        _ => Err(InputError::BadPageLink),
+    }
+}
+
+/// The author a refused search typed, as the search box can show it again: decoded and trimmed,
+/// without control characters; `None` when it cannot be read at all.
+pub fn typed_author(query: Option<&str>) -> Option<String> {
+    let raw = query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| *key == "author")?
+        .1;
+    let decoded = decode_component(raw).ok()?;
+    let shown: String = decoded
+        .chars()
+        .filter(|c| !c.is_control() && !is_noncharacter(*c))
+        .collect();
+    Some(shown.trim().to_owned())
 }
 
 /// Unicode's noncharacters (U+FDD0..U+FDEF, and the last two code points of every plane):
@@ -112,12 +150,12 @@ fn is_plain_text(text: &str) -> bool {
     !text.chars().any(|c| c.is_control() || is_noncharacter(c))
 }
 
-/// The link to another page of the search for `author` at `path`: `after` or `before` the
-/// book `cursor` names.
-pub fn page_link(path: &str, author: &str, direction: &str, cursor: &Cursor) -> String {
+/// The link to page `page` of the search for `author` at `path`: `after` or `before` the book
+/// `cursor` names.
+pub fn page_link(path: &str, author: &str, direction: &str, cursor: &Cursor, page: u64) -> String {
     let cursor = serde_json::to_string(cursor).expect("a cursor serializes to JSON");
     format!(
-        "{path}?author={}&{direction}={}",
+        "{path}?author={}&{direction}={}&page={page}",
         utf8_percent_encode(author, NON_ALPHANUMERIC),
         utf8_percent_encode(&cursor, NON_ALPHANUMERIC)
     )
@@ -248,16 +286,17 @@ mod tests {
             title: "50% \"off\"".into(),
             isbn: "1".into(),
         };
-        let link = page_link("/searchresults", "o'b", "after", &cursor);
+        let link = page_link("/searchresults", "o'b", "after", &cursor, 3);
         let query = link.split_once('?').unwrap().1;
         assert_eq!(
             search(Some(query)),
             Ok(Some(Search {
                 author: "o'b".into(),
                 position: Position::After(cursor.clone()),
+                page: 3,
             }))
         );
-        let query = page_link("/x", "o", "before", &cursor);
+        let query = page_link("/x", "o", "before", &cursor, 1);
         let position = search(Some(query.split_once('?').unwrap().1))
             .unwrap()
             .unwrap()
@@ -275,6 +314,28 @@ mod tests {
         }
         let both = r#"author=k&after={"author":"a","title":"b","isbn":"c"}&before={"author":"a","title":"b","isbn":"c"}"#;
         assert_eq!(search(Some(both)), Err(InputError::BadPageLink));
+        let after = r#"author=k&after={"author":"a","title":"b","isbn":"c"}"#;
+        for page in ["0", "-1", "x", "+2", "100000001", "1e3"] {
+            let query = format!("{after}&page={page}");
+            assert_eq!(search(Some(&query)), Err(InputError::BadPageLink), "{page}");
+        }
+        let numbered = |query: &str| search(Some(query)).unwrap().unwrap().page;
+        assert_eq!(numbered(&format!("{after}&page=7")), 7);
+        assert_eq!(numbered(after), 1, "an older link without a number");
+        assert_eq!(numbered("author=k&page=9"), 1, "the first page is page 1");
+    }
+
+    #[test]
+    fn a_refused_search_is_shown_again_as_typed_where_it_can_be_read() {
+        let long = "k".repeat(150);
+        assert_eq!(typed_author(Some(&format!("author={long}"))), Some(long));
+        assert_eq!(
+            typed_author(Some("x=1&author=+K%C3%A9r%07nighan+")),
+            Some("Kérnighan".into())
+        );
+        assert_eq!(typed_author(Some("author=%FF")), None);
+        assert_eq!(typed_author(Some("title=x")), None);
+        assert_eq!(typed_author(None), None);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! - `views`: the maud templates, pure functions of plain data.
 //! - `input`: query strings, the author and the cookie, checked and decoded.
 //! - `assets`: the embedded files under /static/.
+//! - `clock`: the time of day the pages show, in the zone TZ names.
 //! - `error`: `AppError` and the status each error gets.
 //! - `fold`: what an author or a search becomes so that case and accents do not count.
 //! - `logging`: the log line's timestamp and fields, made cheap enough to write per request.
 //! - `db`: `Db`, one arm per backend, with one method per query.
 
 pub mod assets;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use penny::clock::Clock;
 use penny::config::{Config, DatabaseUrl};
 use penny::db::{Db, Position};
 use penny::routes::App;
@@ -98,6 +99,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
+    let (clock, clock_warning) = Clock::from_tz(std::env::var("TZ").ok().as_deref());
     let db = Db::open(&config.database, &config.pool).await?;
     let bind = args.bind.unwrap_or(config.bind);
     let listener = TcpListener::bind(bind)
@@ -117,6 +119,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    // Logged after the banner, which stays the first line.
+    if let Some(warning) = clock_warning {
+        tracing::warn!("{warning}");
+    }
 
     // Open the first connection now, so the first visitor does not wait for it and a database
     // that cannot be reached is reported in the log right away (Penny serves 503s meanwhile).
@@ -129,7 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await;
         });
     }
-    let app = Arc::new(App { db });
+    let app = Arc::new(App { db, clock });
     let options = ServerOptions {
         max_in_flight: config.max_in_flight,
         ..ServerOptions::default()

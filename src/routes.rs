@@ -2,12 +2,12 @@
 //! errors into pages (or JSON under /api/) and adds the security headers, so it cannot fail.
 
 use crate::assets;
-use crate::db::{Db, Page};
+use crate::clock::Clock;
+use crate::db::{Count, Db, PAGE_SIZE, Page};
 use crate::error::AppError;
 use crate::input;
-use crate::views::{self, Greeting, PageLinks};
+use crate::views::{self, Greeting, PageLinks, Results, SearchBox};
 use bytes::Bytes;
-use chrono::{Local, Timelike};
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,6 +19,8 @@ pub type Body = Full<Bytes>;
 /// What every handler can reach. Shared by all connections behind an `Arc`.
 pub struct App {
     pub db: Db,
+    /// The time of day the pages show.
+    pub clock: Clock,
 }
 
 enum Route<'a> {
@@ -28,6 +30,7 @@ enum Route<'a> {
     ApiBooks,
     Health,
     Favicon,
+    Robots,
     Static(&'a str),
 }
 
@@ -39,6 +42,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/api/books" => Route::ApiBooks,
         "/healthz" => Route::Health,
         "/favicon.ico" => Route::Favicon,
+        "/robots.txt" => Route::Robots,
         _ => Route::Static(path.strip_prefix("/static/")?),
     })
 }
@@ -47,7 +51,7 @@ fn route(path: &str) -> Option<Route<'_>> {
 pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let mut response = match dispatch(app, req).await {
         Ok(response) => response,
-        Err(err) => error_response(req, &err),
+        Err(err) => error_response(app, req, &err),
     };
     add_security_headers(response.headers_mut());
     response
@@ -55,13 +59,13 @@ pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
 
 /// The answer to a request that arrives while the server is at its limit of requests in flight:
 /// a 503 (page or JSON, as for any error) that asks to come back in a second.
-pub fn overloaded<B>(req: &Request<B>) -> Response<Body> {
-    let mut response = error_response(req, &AppError::Overloaded);
+pub fn overloaded<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let mut response = error_response(app, req, &AppError::Overloaded);
     add_security_headers(response.headers_mut());
     response
 }
 
-fn error_response<B>(req: &Request<B>, err: &AppError) -> Response<Body> {
+fn error_response<B>(app: &App, req: &Request<B>, err: &AppError) -> Response<Body> {
     let path = req.uri().path();
     if err.is_logged() {
         tracing::error!(path, error = err.cause_chain(), "request failed");
@@ -69,7 +73,7 @@ fn error_response<B>(req: &Request<B>, err: &AppError) -> Response<Body> {
     let mut response = if path.starts_with("/api/") {
         json_error(err)
     } else {
-        error_page(err)
+        error_page(err, &app.clock.now().text)
     };
     let headers = response.headers_mut();
     if matches!(err, AppError::MethodNotAllowed) {
@@ -88,48 +92,83 @@ async fn dispatch<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppE
         return Err(AppError::MethodNotAllowed);
     }
     match route {
-        Route::Home => Ok(home()),
-        Route::SearchForm => Ok(search_form(req)),
+        Route::Home => Ok(home(app, req)),
+        Route::SearchForm => Ok(search_form(app, req)),
         Route::SearchResults => search_results(app, req).await,
         Route::ApiBooks => api_books(app, req).await,
         Route::Health => Ok(healthz(app).await),
         Route::Favicon => static_file("favicon.ico", req),
+        Route::Robots => static_file("robots.txt", req),
         Route::Static(name) => static_file(name, req),
     }
 }
 
-fn home() -> Response<Body> {
-    let (now, hour) = local_time();
-    html(StatusCode::OK, views::home(Greeting::at_hour(hour), &now))
+fn home<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let now = app.clock.now();
+    let prev_author = input::prev_author(req.headers());
+    let page = views::home(
+        Greeting::at_hour(now.hour),
+        prev_author.as_deref(),
+        &now.text,
+    );
+    html(StatusCode::OK, page)
 }
 
-fn search_form<B>(req: &Request<B>) -> Response<Body> {
+fn search_form<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let prev_author = input::prev_author(req.headers());
-    html(
-        StatusCode::OK,
-        views::search_form(prev_author.as_deref(), None, &now()),
-    )
+    let page = views::search_form(
+        &SearchBox::default(),
+        prev_author.as_deref(),
+        &app.clock.now().text,
+    );
+    html(StatusCode::OK, page)
 }
 
 async fn search_results<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
-    let Some(search) = input::search(req.uri().query())? else {
-        let prev_author = input::prev_author(req.headers());
-        let notice = AppError::NoAuthor;
-        let page = views::search_form(prev_author.as_deref(), Some(&notice.to_string()), &now());
-        return Ok(html(notice.status(), page));
+    let query = req.uri().query();
+    // Whatever is wrong with the search, the form says so, with the search as typed.
+    let search = match input::search(query) {
+        Ok(Some(search)) => search,
+        refused => {
+            let error = match refused {
+                Err(err) => AppError::BadInput(err),
+                Ok(_) => AppError::NoAuthor,
+            };
+            let typed = input::typed_author(query).unwrap_or_default();
+            let search_box = SearchBox {
+                value: &typed,
+                error: Some(&error.to_string()),
+            };
+            let prev_author = input::prev_author(req.headers());
+            let page =
+                views::search_form(&search_box, prev_author.as_deref(), &app.clock.now().text);
+            return Ok(html(error.status(), page));
+        }
     };
     let page = app
         .db
         .search_books(&search.author, &search.position)
         .await?;
-    let links = page_links("/searchresults", &search.author, &page);
-    let view = views::search_results(&search.author, &page.books, &links, &now());
+    let links = page_links("/searchresults", &search.author, &page, search.page);
+    let offset = (search.page - 1) * PAGE_SIZE as u64;
+    let results = Results {
+        author: &search.author,
+        books: &page.books,
+        first: offset + 1,
+        total: page.remaining.after(offset),
+        past_the_end: page.books.is_empty() && search.position != crate::db::Position::First,
+        links: &links,
+    };
+    let view = views::search_results(&results, &app.clock.now().text);
     let mut response = html(StatusCode::OK, view);
     let cookie = input::prev_author_cookie(&search.author, came_over_https(req.headers()));
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
+/// The books as a JSON array, as before counts existed; the count is in headers, so that no
+/// client reading the array sees a change: `X-Total-Count`, the number of books the search
+/// finds, or the number Penny stopped counting at when `X-Total-Count-Exact` is `false`.
 async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
     let search = input::search(req.uri().query())?.ok_or(AppError::NoAuthor)?;
     let page = app
@@ -138,7 +177,15 @@ async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, App
         .await?;
     let body = serde_json::to_vec(&page.books).expect("books serialize to JSON");
     let mut response = json(StatusCode::OK, body);
-    let links = page_links("/api/books", &search.author, &page);
+    let offset = (search.page - 1) * PAGE_SIZE as u64;
+    let (total, exact) = match page.remaining.after(offset) {
+        Count::Exact(total) => (total, "true"),
+        Count::MoreThan(total) => (total, "false"),
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    headers.insert("x-total-count-exact", HeaderValue::from_static(exact));
+    let links = page_links("/api/books", &search.author, &page, search.page);
     let link_header = [("prev", &links.previous), ("next", &links.next)]
         .into_iter()
         .filter_map(|(rel, href)| Some(format!("<{}>; rel=\"{rel}\"", href.as_ref()?)))
@@ -152,17 +199,23 @@ async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, App
     Ok(response)
 }
 
-/// The links to the pages before and after `page` of the search for `author` at `path`.
-fn page_links(path: &str, author: &str, page: &Page) -> PageLinks {
+/// The links to the pages before and after `page`, page number `number`, of the search for
+/// `author` at `path`.
+fn page_links(path: &str, author: &str, page: &Page, number: u64) -> PageLinks {
     PageLinks {
-        previous: page
-            .previous
-            .as_ref()
-            .map(|cursor| input::page_link(path, author, "before", cursor)),
+        previous: page.previous.as_ref().map(|cursor| {
+            input::page_link(
+                path,
+                author,
+                "before",
+                cursor,
+                number.saturating_sub(1).max(1),
+            )
+        }),
         next: page
             .next
             .as_ref()
-            .map(|cursor| input::page_link(path, author, "after", cursor)),
+            .map(|cursor| input::page_link(path, author, "after", cursor, number + 1)),
     }
 }
 
@@ -218,9 +271,9 @@ fn static_file<B>(name: &str, req: &Request<B>) -> Result<Response<Body>, AppErr
     Ok(response)
 }
 
-fn error_page(err: &AppError) -> Response<Body> {
+fn error_page(err: &AppError, now: &str) -> Response<Body> {
     let (heading, message) = err.explain();
-    html(err.status(), views::error_page(heading, &message, &now()))
+    html(err.status(), views::error_page(heading, &message, now))
 }
 
 fn json_error(err: &AppError) -> Response<Body> {
@@ -266,8 +319,8 @@ fn add_security_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             base-uri 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
     headers.insert(
@@ -279,30 +332,4 @@ fn add_security_headers(headers: &mut HeaderMap) {
         HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-}
-
-/// The server's local time as the pages show it, and its hour. Reading the time zone and
-/// formatting cost more than the rest of a page, so each thread does it once a second.
-fn local_time() -> (String, u32) {
-    thread_local! {
-        static LAST: std::cell::RefCell<(u64, String, u32)> = const {
-            std::cell::RefCell::new((u64::MAX, String::new(), 0))
-        };
-    }
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    LAST.with_borrow_mut(|(last, text, hour)| {
-        if *last != second {
-            let time = Local::now();
-            *text = time.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string();
-            *hour = time.hour();
-            *last = second;
-        }
-        (text.clone(), *hour)
-    })
-}
-
-fn now() -> String {
-    local_time().0
 }

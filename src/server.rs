@@ -81,7 +81,7 @@ pub async fn serve(
                 let started = Instant::now();
                 let response = match admitted {
                     Some(_admitted) => routes::handle(&app, &req).await,
-                    None => routes::overloaded(&req),
+                    None => routes::overloaded(&app, &req),
                 };
                 tracing::info!(
                     method = %req.method(),

@@ -1,10 +1,10 @@
 //! The pages, as maud templates compiled into the binary. Each view is a pure function of plain
 //! data; maud escapes every value, so text from visitors or the database is never markup.
 
-use crate::db::Book;
+use crate::db::{Book, Count};
 use maud::{DOCTYPE, Markup, html};
 
-/// Morning before noon, afternoon from noon on, by the server's clock.
+/// Morning before noon, afternoon from noon on, by the clock the pages show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Greeting {
     Morning,
@@ -28,39 +28,38 @@ impl Greeting {
     }
 }
 
+/// What the search box holds: the search as typed, and a message when it cannot be run (one of
+/// Penny's own, never visitor text).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchBox<'a> {
+    pub value: &'a str,
+    pub error: Option<&'a str>,
+}
+
+const DESCRIPTION: &str = "Find books by their author: type the start of a name, and Penny \
+    lists the books, ignoring case and accents.";
+
 /// The home page.
-pub fn home(greeting: Greeting, now: &str) -> Markup {
+pub fn home(greeting: Greeting, prev_author: Option<&str>, now: &str) -> Markup {
     let body = html! {
         h1 { "Good " (greeting.word()) " and welcome to Penny.com" }
         p.lead { "Find the books you are looking for by their author." }
-        p { a.button href="/searchform" { "Click here to begin." } }
+        (search_box(&SearchBox::default()))
+        (previous_search(prev_author))
+        p { a href="/searchform" { "Click here to begin." } }
     };
-    layout("Penny.com", body, now)
+    layout("Penny.com", body, now, false)
 }
 
-/// The author search form. `notice` is one of Penny's own messages, never visitor text.
-pub fn search_form(prev_author: Option<&str>, notice: Option<&str>, now: &str) -> Markup {
+/// The author search form, with a message when the search typed could not be run.
+pub fn search_form(search: &SearchBox, prev_author: Option<&str>, now: &str) -> Markup {
     let body = html! {
         h1 { "Author Search" }
-        @if let Some(notice) = notice {
-            p #author-error .notice role="alert" { (notice) }
-        }
-        form.search action="/searchresults" method="get" {
-            label for="author" { "Author name" }
-            div.field {
-                input #author type="text" name="author" maxlength="100" autocomplete="off"
-                    aria-describedby=(if notice.is_some() { "author-error author-hint" } else { "author-hint" })
-                    aria-invalid=[notice.is_some().then_some("true")];
-                button type="submit" { "Search" }
-            }
-            p #author-hint .hint { "The start of a name is enough: \"ker\" finds Kernighan." }
-        }
-        p.previous {
-            "Previous author search: "
-            (prev_author.unwrap_or("(None)"))
-        }
+        (search_box(search))
+        div #results {}
+        (previous_search(prev_author))
     };
-    layout("Author Search · Penny.com", body, now)
+    layout("Author Search · Penny.com", body, now, true)
 }
 
 /// Where the pages around a page of results are, if there are any.
@@ -70,38 +69,175 @@ pub struct PageLinks {
     pub next: Option<String>,
 }
 
+/// One page of a search's results.
+#[derive(Clone, Copy, Debug)]
+pub struct Results<'a> {
+    /// The search as typed.
+    pub author: &'a str,
+    pub books: &'a [Book],
+    /// The place of the page's first book among all the results, from 1.
+    pub first: u64,
+    /// How many books the search finds in all.
+    pub total: Count,
+    /// No books, on a page after others (a link followed after books were deleted, say).
+    pub past_the_end: bool,
+    pub links: &'a PageLinks,
+}
+
 /// A page of the books by `author`.
-pub fn search_results(author: &str, books: &[Book], links: &PageLinks, now: &str) -> Markup {
+pub fn search_results(results: &Results, now: &str) -> Markup {
     let body = html! {
         h1 { "Author Search Results" }
-        p { "Books by " (author) ":" }
-        @if books.is_empty() {
-            p.none { "(None)" }
+        (search_box(&SearchBox { value: results.author, error: None }))
+        div #results { (results_section(results)) }
+        p { a href="/searchform" { "Click here to do another author search." } }
+    };
+    layout("Author Search Results · Penny.com", body, now, true)
+}
+
+/// The results themselves: what the search as you type replaces.
+fn results_section(results: &Results) -> Markup {
+    let shown = results.books.len() as u64;
+    let last = results.first + shown.saturating_sub(1);
+    html! {
+        p.summary aria-live="polite" {
+            strong { "Books by " (results.author) ":" }
+            " "
+            @match results.total {
+                Count::Exact(0) => { "none." }
+                Count::Exact(total) if shown == total => { (books(total)) "." }
+                Count::Exact(total) => {
+                    (thousands(results.first)) "–" (thousands(last)) " of " (books(total)) "."
+                }
+                Count::MoreThan(total) => {
+                    (thousands(results.first)) "–" (thousands(last)) " of more than "
+                    (books(total)) "."
+                }
+            }
+        }
+        @if results.past_the_end {
+            div.empty {
+                p { strong { "There are no more books by “" (results.author) "” here." } }
+                p {
+                    a href=(format!("/searchresults?author={}", encode(results.author))) {
+                        "Back to the first page of the results."
+                    }
+                }
+            }
+        } @else if results.books.is_empty() {
+            div.empty {
+                p { strong { "No author’s name starts with “" (results.author) "”." } }
+                p {
+                    "Check the spelling, or type less: the start of a name is enough, and case \
+                     and accents do not count."
+                }
+            }
         } @else {
+            (pager(results.links, "Pages of results"))
             div.table-wrap tabindex="0" role="region" aria-label="Books" {
                 table {
-                    thead { tr { th scope="col" { "ISBN" } th scope="col" { "Author" } th scope="col" { "Title" } } }
+                    thead {
+                        tr {
+                            th.isbn scope="col" { "ISBN" }
+                            th.author scope="col" { "Author" }
+                            th.title scope="col" { "Title" }
+                        }
+                    }
                     tbody {
-                        @for book in books {
-                            tr { td { (book.isbn) } td { (book.author) } td { (book.title) } }
+                        @for book in results.books {
+                            tr {
+                                td.isbn { (book.isbn) }
+                                td.author { (book.author) }
+                                td.title { (book.title) }
+                            }
                         }
                     }
                 }
             }
+            (pager(results.links, "Pages of results, after the list"))
         }
+    }
+}
+
+/// Previous and Next, as buttons; one that leads nowhere is shown, but disabled.
+fn pager(links: &PageLinks, label: &str) -> Markup {
+    html! {
         @if links.previous.is_some() || links.next.is_some() {
-            nav.pages aria-label="Pages of results" {
-                @if let Some(previous) = &links.previous {
-                    a rel="prev" href=(previous) { "← Previous" }
+            nav.pages aria-label=(label) {
+                @match &links.previous {
+                    Some(href) => a.button.secondary rel="prev" href=(href) { "← Previous" },
+                    None => span.button.secondary aria-disabled="true" { "← Previous" },
                 }
-                @if let Some(next) = &links.next {
-                    a rel="next" href=(next) { "Next →" }
+                @match &links.next {
+                    Some(href) => a.button.secondary rel="next" href=(href) { "Next →" },
+                    None => span.button.secondary aria-disabled="true" { "Next →" },
                 }
             }
         }
-        p { a href="/searchform" { "Click here to do another author search." } }
+    }
+}
+
+fn search_box(search: &SearchBox) -> Markup {
+    let described_by = if search.error.is_some() {
+        "author-error author-hint"
+    } else {
+        "author-hint"
     };
-    layout("Author Search Results · Penny.com", body, now)
+    html! {
+        form.search action="/searchresults" method="get" role="search" {
+            label for="author" { "Author name" }
+            div.field {
+                input #author type="search" name="author" value=(search.value) maxlength="100"
+                    autocomplete="off" spellcheck="false" aria-describedby=(described_by)
+                    aria-invalid=[search.error.map(|_| "true")];
+                button type="submit" { "Search" }
+            }
+            @if let Some(error) = search.error {
+                p #author-error .notice role="alert" { (error) }
+            }
+            p #author-hint .hint {
+                "The start of a name is enough, and case and accents do not count: \"ker\" \
+                 finds Kernighan, \"godel\" Gödel."
+            }
+        }
+    }
+}
+
+fn previous_search(prev_author: Option<&str>) -> Markup {
+    html! {
+        p.previous {
+            "Previous author search: "
+            @match prev_author {
+                Some(author) => a href=(format!("/searchresults?author={}", encode(author))) { (author) },
+                None => "none yet.",
+            }
+        }
+    }
+}
+
+fn encode(text: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+}
+
+/// "1 book", "16,698 books".
+fn books(count: u64) -> String {
+    match count {
+        1 => "1 book".into(),
+        n => format!("{} books", thousands(n)),
+    }
+}
+
+/// 16698 as "16,698".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
 }
 
 /// A page for an error: `heading` and `message` are Penny's own words, never a cause.
@@ -111,10 +247,11 @@ pub fn error_page(heading: &str, message: &str, now: &str) -> Markup {
         p { (message) }
         p { a href="/" { "Back to the home page." } }
     };
-    layout(&format!("{heading} · Penny.com"), body, now)
+    layout(&format!("{heading} · Penny.com"), body, now, false)
 }
 
-fn layout(title: &str, body: Markup, now: &str) -> Markup {
+/// `script`: whether the page searches as you type (it has a results region to update).
+fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -122,9 +259,13 @@ fn layout(title: &str, body: Markup, now: &str) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
+                meta name="description" content=(DESCRIPTION);
                 link rel="stylesheet" href="/static/penny.css";
                 link rel="icon" href="/favicon.ico" sizes="32x32";
                 link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
+                @if script {
+                    script src="/static/search.js" defer {}
+                }
             }
             body {
                 header.site {
@@ -149,11 +290,22 @@ mod tests {
         }
     }
 
+    fn results<'a>(author: &'a str, books: &'a [Book], links: &'a PageLinks) -> Results<'a> {
+        Results {
+            author,
+            books,
+            first: 1,
+            total: Count::Exact(books.len() as u64),
+            past_the_end: false,
+            links,
+        }
+    }
+
     #[test]
     fn the_greeting_turns_at_noon() {
         assert_eq!(Greeting::at_hour(11), Greeting::Morning);
         assert_eq!(Greeting::at_hour(12), Greeting::Afternoon);
-        let page = home(Greeting::Afternoon, "now").into_string();
+        let page = home(Greeting::Afternoon, None, "now").into_string();
         assert!(page.contains("Good afternoon and welcome to Penny.com"));
         assert!(page.contains("Today is now."));
     }
@@ -161,46 +313,126 @@ mod tests {
     #[test]
     fn visitor_and_database_text_is_escaped() {
         let links = PageLinks::default();
+        let books = [book("<i>")];
         let page =
-            search_results("<script>x</script>", &[book("<i>")], &links, "now").into_string();
+            search_results(&results("<script>x</script>", &books, &links), "now").into_string();
         assert!(
             page.contains("Books by &lt;script&gt;x&lt;/script&gt;:"),
             "{page}"
         );
-        assert!(page.contains("<td>&lt;i&gt;</td>"), "{page}");
-        assert!(!page.contains("<script>"));
-        let form = search_form(Some("\"><script>"), None, "now").into_string();
         assert!(
-            form.contains("Previous author search: &quot;&gt;&lt;script&gt;"),
+            page.contains(r#"value="&lt;script&gt;x&lt;/script&gt;""#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<td class="author">&lt;i&gt;</td>"#),
+            "{page}"
+        );
+        assert!(!page.contains("<script>x"));
+        let form = search_form(&SearchBox::default(), Some("\"><script>"), "now").into_string();
+        assert!(
+            form.contains(
+                r#"<a href="/searchresults?author=%22%3E%3Cscript%3E">&quot;&gt;&lt;script&gt;</a>"#
+            ),
             "{form}"
         );
     }
 
     #[test]
     fn page_links_appear_only_where_there_is_a_page() {
-        let none = search_results("x", &[book("a")], &PageLinks::default(), "now").into_string();
-        assert!(!none.contains("rel=\"next\"") && !none.contains("rel=\"prev\""));
+        let books = [book("a")];
+        let none =
+            search_results(&results("x", &books, &PageLinks::default()), "now").into_string();
+        assert!(!none.contains("rel=\"next\"") && !none.contains("<nav"));
         let links = PageLinks {
             previous: None,
             next: Some("/searchresults?author=x&after=%7B%7D".into()),
         };
-        let page = search_results("x", &[book("a")], &links, "now").into_string();
-        assert!(
-            page.contains(r#"<a rel="next" href="/searchresults?author=x&amp;after=%7B%7D">"#),
-            "{page}"
-        );
+        let page = search_results(&results("x", &books, &links), "now").into_string();
+        let next = r#"rel="next" href="/searchresults?author=x&amp;after=%7B%7D">Next →</a>"#;
+        assert_eq!(page.matches(next).count(), 2, "above and below: {page}");
         assert!(!page.contains("rel=\"prev\""));
+        assert_eq!(
+            page.matches(r#"aria-disabled="true">← Previous"#).count(),
+            2
+        );
     }
 
     #[test]
-    fn no_books_and_no_previous_search_read_none() {
+    fn the_count_and_the_position_read_as_a_sentence() {
+        let books: Vec<Book> = (0..50).map(|_| book("a")).collect();
+        let links = PageLinks::default();
+        let summary = |first, total| {
+            let page = search_results(
+                &Results {
+                    author: "Tur",
+                    books: &books,
+                    first,
+                    total,
+                    past_the_end: false,
+                    links: &links,
+                },
+                "now",
+            )
+            .into_string();
+            let start = page.find("<p class=\"summary\"").unwrap();
+            let end = start + page[start..].find("</p>").unwrap();
+            page[start..end].to_string()
+        };
+        assert!(summary(51, Count::Exact(16_698)).ends_with("51–100 of 16,698 books."));
+        assert!(summary(1, Count::MoreThan(1_000)).ends_with("1–50 of more than 1,000 books."));
+        assert!(summary(1, Count::Exact(50)).ends_with("</strong> 50 books."));
+        let one = [book("a")];
+        let page = search_results(&results("x", &one, &links), "now").into_string();
+        assert!(page.contains("</strong> 1 book."), "{page}");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn no_books_is_a_friendly_empty_state() {
+        let page =
+            search_results(&results("Knuth", &[], &PageLinks::default()), "now").into_string();
+        assert!(page.contains("</strong> none."), "{page}");
         assert!(
-            search_results("x", &[], &PageLinks::default(), "now")
-                .into_string()
-                .contains("(None)")
+            page.contains("No author’s name starts with “Knuth”."),
+            "{page}"
         );
-        let form = search_form(None, None, "now").into_string();
-        assert!(form.contains("Previous author search: (None)"));
-        assert!(form.contains(r#"<label for="author">"#));
+        assert!(!page.contains("<table"));
+    }
+
+    #[test]
+    fn the_search_box_shows_the_search_and_its_error() {
+        let form = search_form(
+            &SearchBox {
+                value: "kkk",
+                error: Some("Too long."),
+            },
+            None,
+            "now",
+        )
+        .into_string();
+        assert!(form.contains(r#"value="kkk""#), "{form}");
+        assert!(form.contains(r#"aria-invalid="true""#), "{form}");
+        assert!(
+            form.contains(r#"<p class="notice" id="author-error" role="alert">Too long.</p>"#),
+            "{form}"
+        );
+        assert!(form.contains("Previous author search: none yet."));
+        let page = home(Greeting::Morning, Some("Ker"), "now").into_string();
+        assert!(
+            page.contains(r#"<form class="search" action="/searchresults""#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<a href="/searchresults?author=Ker">Ker</a>"#),
+            "{page}"
+        );
+        assert!(page.contains(r#"<meta name="description""#));
+        assert!(
+            !page.contains("search.js"),
+            "the home page submits the form"
+        );
+        assert!(form.contains(r#"<script src="/static/search.js" defer></script>"#));
     }
 }

@@ -13,7 +13,7 @@ suite! {
         home_page_greets_and_links_to_the_search_form,
         search_form_has_a_labelled_field_and_no_previous_search,
         search_finds_books_by_author_prefix_ignoring_case_and_spaces,
-        search_with_no_match_says_none,
+        search_with_no_match_says_so_and_what_to_try,
         search_ignores_case_and_accents_in_any_script,
         search_shows_each_author_exactly_as_stored,
         search_by_accents_alone_is_a_blank_search,
@@ -37,6 +37,13 @@ suite! {
         head_works_wherever_get_does_without_a_body,
         every_response_has_the_security_headers,
         oversized_headers_are_refused,
+        every_page_that_searches_has_the_search_box_filled_with_the_search,
+        results_say_how_many_books_there_are,
+        every_refused_search_shows_the_form_with_its_message_and_a_400,
+        the_json_api_says_how_many_books_in_headers,
+        robots_txt_and_a_meta_description_are_there_for_search_engines,
+        the_footer_says_the_time_zone,
+        the_search_as_you_type_script_is_served_from_static,
     ],
     writable: [
         search_treats_percent_underscore_and_backslash_as_literals,
@@ -49,6 +56,9 @@ suite! {
         a_page_beyond_the_end_is_empty_and_not_an_error,
         tampered_page_links_are_refused_with_400,
         the_json_api_pages_with_a_link_header,
+        pages_say_where_they_are_among_the_results,
+        a_count_stops_past_its_limit_and_says_more_than,
+        previous_and_next_are_buttons_above_and_below_the_table,
     ]
 }
 
@@ -68,6 +78,16 @@ async fn add_numbered(app: &TestApp, prefix: &str, count: usize) {
         .map(|(isbn, author, title)| (isbn.as_str(), author.as_str(), title.as_str()))
         .collect();
     app.add_books(&books).await;
+}
+
+/// The previous search's line on a page with the form: `Previous author search: <a href="…">…`.
+fn previous_search_link(page: &common::TestResponse) -> String {
+    let start = page
+        .body
+        .find("Previous author search: ")
+        .unwrap_or_else(|| panic!("no previous search in {}", page.body));
+    let rest = &page.body[start..];
+    rest[..rest.find("</a>").expect("the previous search is a link")].to_string()
 }
 
 /// The href of the link with `rel` on a results page, unescaped.
@@ -119,20 +139,21 @@ async fn search_form_has_a_labelled_field_and_no_previous_search(backend: Backen
     let page = app.get("/searchform").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
-        page.body
-            .contains(r#"<form class="search" action="/searchresults" method="get">"#)
+        page.body.contains(
+            r#"<form class="search" action="/searchresults" method="get" role="search">"#
+        )
     );
     assert!(page.body.contains(r#"<label for="author">"#));
     assert!(
         page.body
-            .contains(r#"id="author" type="text" name="author""#),
+            .contains(r#"id="author" type="search" name="author" value="""#),
         "{}",
         page.body
     );
     assert!(page.body.contains(r#"<button type="submit">"#));
     let text = page.text();
     assert!(text.contains("Author Search"), "{text}");
-    assert!(text.contains("Previous author search: (None)"), "{text}");
+    assert!(text.contains("Previous author search: none yet."), "{text}");
 }
 
 async fn search_finds_books_by_author_prefix_ignoring_case_and_spaces(backend: Backend) {
@@ -262,16 +283,18 @@ fn unescape(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-async fn search_with_no_match_says_none(backend: Backend) {
+async fn search_with_no_match_says_so_and_what_to_try(backend: Backend) {
     let app = TestApp::start(backend).await;
     let page = app.get("/searchresults?author=Knuth").await;
     assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.summary(), "Books by Knuth: none.");
+    let text = page.text();
     assert!(
-        page.text().contains("Books by Knuth: (None)"),
-        "{}",
-        page.text()
+        text.contains("No author’s name starts with “Knuth”. Check the spelling, or type less"),
+        "{text}"
     );
     assert!(page.table_rows().is_empty());
+    assert!(!page.body.contains("<table") && !page.body.contains("<nav"));
 }
 
 async fn search_remembers_the_author_in_a_cookie(backend: Backend) {
@@ -333,11 +356,17 @@ async fn cookie_round_trips_any_text_to_the_form(backend: Backend) {
             .to_string();
         assert!(cookie.is_ascii(), "{cookie}");
         let form = app.get_with("/searchform", &[("cookie", &cookie)]).await;
+        let previous = previous_search_link(&form);
         assert!(
-            form.body
-                .contains(&format!("Previous author search: {shown}")),
-            "{cookie} gave {}",
-            form.text()
+            previous.ends_with(&format!("\">{shown}")),
+            "{cookie} gave {previous}"
+        );
+        // The link runs the same search again.
+        let href = previous.split('"').nth(1).unwrap().replace("&amp;", "&");
+        let again = app.get(&href).await;
+        assert_eq!(
+            again.header("set-cookie").split(';').next().unwrap(),
+            cookie
         );
     }
 }
@@ -360,7 +389,11 @@ async fn script_in_author_and_cookie_is_escaped(backend: Backend) {
         .to_string();
     let form = app.get_with("/searchform", &[("cookie", &cookie)]).await;
     assert!(!form.body.contains("<script>"), "{}", form.body);
-    assert!(form.body.contains("Previous author search: &lt;script&gt;"));
+    assert!(
+        previous_search_link(&form).ends_with(">&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        form.body
+    );
 }
 
 async fn blank_or_missing_author_shows_the_form_with_a_message(backend: Backend) {
@@ -429,7 +462,7 @@ async fn malformed_cookies_are_ignored(backend: Backend) {
         let form = app.get_with("/searchform", &[("cookie", cookie)]).await;
         assert_eq!(form.status, StatusCode::OK, "{cookie}");
         assert!(
-            form.text().contains("Previous author search: (None)"),
+            form.text().contains("Previous author search: none yet."),
             "{cookie}"
         );
     }
@@ -637,6 +670,7 @@ async fn every_response_has_the_security_headers(backend: Backend) {
     for response in responses {
         let csp = response.header("content-security-policy");
         assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self';"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(response.header("x-content-type-options"), "nosniff");
@@ -819,7 +853,12 @@ async fn a_page_beyond_the_end_is_empty_and_not_an_error(backend: Backend) {
     let path = format!("/searchresults?author=tail&after={}", encode(after_last));
     let page = app.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.text().contains("(None)"), "{}", page.text());
+    assert!(
+        page.text()
+            .contains("There are no more books by “tail” here. Back to the first page"),
+        "{}",
+        page.text()
+    );
     assert_eq!(link(&page, "next"), None);
     let far = r#"{"author":"zzz","title":"","isbn":""}"#;
     let api = app
@@ -886,4 +925,242 @@ async fn the_json_api_pages_with_a_link_header(backend: Backend) {
 
 fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn every_page_that_searches_has_the_search_box_filled_with_the_search(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for (path, value) in [
+        ("/", ""),
+        ("/searchform", ""),
+        ("/searchresults?author=+Ker+", "Ker"),
+        ("/searchresults?author=G%C3%B6d%22%3E", "Göd&quot;&gt;"),
+    ] {
+        let page = app.get(path).await;
+        let input = format!(r#"<input id="author" type="search" name="author" value="{value}""#);
+        assert!(page.body.contains(&input), "{path}: {}", page.body);
+        assert!(
+            page.body
+                .contains(r#"<label for="author">Author name</label>"#),
+            "{path}"
+        );
+    }
+    // The home page's box searches; the link to the form stays, in the lecture's words.
+    let home = app.get("/").await;
+    assert!(home.body.contains(r#"action="/searchresults""#));
+    assert!(
+        home.body
+            .contains(r#"href="/searchform">Click here to begin.</a>"#)
+    );
+    let with_cookie = app.get_with("/", &[("cookie", "prev_author=Ker")]).await;
+    assert!(
+        with_cookie
+            .body
+            .contains(r#"Previous author search: <a href="/searchresults?author=Ker">Ker</a>"#),
+        "{}",
+        with_cookie.body
+    );
+}
+
+async fn results_say_how_many_books_there_are(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let summary = |path: &'static str| {
+        let app = &app;
+        async move { app.get(path).await.summary() }
+    };
+    assert_eq!(
+        summary("/searchresults?author=ker").await,
+        "Books by ker: 2 books."
+    );
+    assert_eq!(
+        summary("/searchresults?author=s").await,
+        "Books by s: 1 book."
+    );
+    assert_eq!(
+        summary("/searchresults?author=zz").await,
+        "Books by zz: none."
+    );
+}
+
+async fn pages_say_where_they_are_among_the_results(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Pager", 120).await;
+    let first = app.get("/searchresults?author=pager").await;
+    assert_eq!(first.summary(), "Books by pager: 1–50 of 120 books.");
+    let second = app.get(&link(&first, "next").unwrap()).await;
+    assert_eq!(second.summary(), "Books by pager: 51–100 of 120 books.");
+    let third = app.get(&link(&second, "next").unwrap()).await;
+    assert_eq!(third.summary(), "Books by pager: 101–120 of 120 books.");
+    let back = app.get(&link(&third, "prev").unwrap()).await;
+    assert_eq!(back.summary(), "Books by pager: 51–100 of 120 books.");
+    let start = app.get(&link(&back, "prev").unwrap()).await;
+    assert_eq!(start.summary(), "Books by pager: 1–50 of 120 books.");
+}
+
+async fn a_count_stops_past_its_limit_and_says_more_than(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let limit = penny::db::COUNT_LIMIT as usize;
+    add_numbered(&app, "Many", limit + 60).await;
+    let first = app.get("/searchresults?author=many").await;
+    assert_eq!(
+        first.summary(),
+        "Books by many: 1–50 of more than 1,000 books."
+    );
+    let api = app.get("/api/books?author=many").await;
+    assert_eq!(api.header("x-total-count"), "1000");
+    assert_eq!(api.header("x-total-count-exact"), "false");
+    let second = app.get(&link(&first, "next").unwrap()).await;
+    assert_eq!(
+        second.summary(),
+        "Books by many: 51–100 of more than 1,050 books."
+    );
+    // From the third page on, fewer than the limit are left: the count is exact again.
+    let third = app.get(&link(&second, "next").unwrap()).await;
+    assert_eq!(third.summary(), "Books by many: 101–150 of 1,060 books.");
+}
+
+async fn previous_and_next_are_buttons_above_and_below_the_table(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_numbered(&app, "Pager", 120).await;
+    let first = app.get("/searchresults?author=pager").await;
+    let second = app.get(&link(&first, "next").unwrap()).await;
+    let body = &second.body;
+    let table = body.find("<table").unwrap();
+    let table_end = body.find("</table>").unwrap();
+    for rel in ["prev", "next"] {
+        let marker = format!(r#"<a class="button secondary" rel="{rel}" href=""#);
+        let places: Vec<usize> = body.match_indices(&marker).map(|(i, _)| i).collect();
+        assert_eq!(places.len(), 2, "{rel}: {body}");
+        assert!(
+            places[0] < table && places[1] > table_end,
+            "{rel}: above and below"
+        );
+    }
+    // On the first page there is no page before: the button is there, disabled.
+    assert_eq!(
+        first
+            .body
+            .matches(r#"<span class="button secondary" aria-disabled="true">← Previous</span>"#)
+            .count(),
+        2
+    );
+    // One page of results has no pager at all.
+    assert!(
+        !app.get("/searchresults?author=ker")
+            .await
+            .body
+            .contains("<nav")
+    );
+}
+
+async fn every_refused_search_shows_the_form_with_its_message_and_a_400(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let long = "k".repeat(150);
+    for (query, message, typed) in [
+        ("author=", "Please type an author name.", ""),
+        ("author=%CC%81", "Please type an author name.", "\u{301}"),
+        (&*format!("author={long}"), "at most 100 characters", &*long),
+        (
+            "author=ker%07nighan",
+            "cannot contain control characters",
+            "kernighan",
+        ),
+        (
+            "author=ker&after=garbage",
+            "That page link is not valid",
+            "ker",
+        ),
+        ("author=%FF", "not valid UTF-8", ""),
+        ("author=k%zz", "malformed percent escape", ""),
+    ] {
+        let page = app.get(&format!("/searchresults?{query}")).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            page.body.contains("<h1>Author Search</h1>"),
+            "{query}: {}",
+            page.body
+        );
+        let notice = r#"<p class="notice" id="author-error" role="alert">"#;
+        let start = page
+            .body
+            .find(notice)
+            .unwrap_or_else(|| panic!("{query}: {}", page.body));
+        let shown = &page.body[start + notice.len()..];
+        assert!(
+            shown[..shown.find("</p>").unwrap()].contains(message),
+            "{query}: {shown}"
+        );
+        assert!(page.body.contains(r#"aria-invalid="true""#), "{query}");
+        assert!(
+            page.body
+                .contains(&format!(r#"name="author" value="{typed}""#)),
+            "{query}: {}",
+            page.body
+        );
+        assert!(page.headers.get("set-cookie").is_none(), "{query}");
+    }
+}
+
+async fn the_json_api_says_how_many_books_in_headers(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let api = app.get("/api/books?author=ker").await;
+    assert_eq!(api.header("x-total-count"), "2");
+    assert_eq!(api.header("x-total-count-exact"), "true");
+    let none = app.get("/api/books?author=zz").await;
+    assert_eq!(none.header("x-total-count"), "0");
+    assert_eq!(none.body, "[]", "the body is the same array as before");
+}
+
+async fn robots_txt_and_a_meta_description_are_there_for_search_engines(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let robots = app.get("/robots.txt").await;
+    assert_eq!(robots.status, StatusCode::OK);
+    assert_eq!(robots.header("content-type"), "text/plain; charset=utf-8");
+    assert!(
+        robots.body.starts_with("User-agent: *\n"),
+        "{}",
+        robots.body
+    );
+    for path in ["/", "/searchform", "/searchresults?author=ker", "/nope"] {
+        let page = app.get(path).await;
+        assert!(
+            page.body
+                .contains(r#"<meta name="description" content="Find books by their author"#),
+            "{path}"
+        );
+    }
+}
+
+async fn the_footer_says_the_time_zone(backend: Backend) {
+    // The test server's clock is UTC (a real server's comes from TZ: see tests/cli.rs).
+    let app = TestApp::start(backend).await;
+    for path in ["/", "/searchresults?author=ker", "/nope"] {
+        let text = app.get(path).await.text();
+        let today = &text[text.find("Today is ").unwrap_or_else(|| panic!("{text}"))..];
+        assert!(today.ends_with(" UTC."), "{path}: {today}");
+    }
+}
+
+async fn the_search_as_you_type_script_is_served_from_static(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let script = app.get("/static/search.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(
+        script.header("content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.body.contains("/api/books"), "{}", script.body);
+    for (path, has_script) in [
+        ("/", false),
+        ("/searchform", true),
+        ("/searchresults?author=ker", true),
+    ] {
+        let page = app.get(path).await;
+        let tag = r#"<script src="/static/search.js" defer></script>"#;
+        assert_eq!(page.body.contains(tag), has_script, "{path}");
+        assert_eq!(
+            page.body.matches("<script").count(),
+            usize::from(has_script),
+            "{path}"
+        );
+    }
 }

@@ -371,3 +371,62 @@ fn wait_for_log(penny: &RunningPenny, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The footer's "Today is …" sentence on `penny`'s home page, and the page's heading.
+async fn today_and_greeting(penny: &RunningPenny) -> (String, String) {
+    let text = common::get(penny.addr, "/", &[]).await.text();
+    let today = text[text.find("Today is ").unwrap_or_else(|| panic!("{text}"))..].to_string();
+    let greeting = text
+        .split(" and welcome")
+        .next()
+        .unwrap()
+        .rsplit("Good ")
+        .next()
+        .unwrap()
+        .to_string();
+    (today, greeting)
+}
+
+#[tokio::test]
+async fn tz_sets_the_zone_of_the_clock_and_the_greeting() {
+    let penny = RunningPenny::start(
+        &["--bind", "127.0.0.1:0"],
+        &[("TZ", "America/New_York")],
+        None,
+    );
+    let (today, greeting) = today_and_greeting(&penny).await;
+    assert!(today.ends_with(" (America/New_York)."), "{today}");
+    assert!(
+        today.contains(" EST ") || today.contains(" EDT "),
+        "{today}"
+    );
+    // The greeting goes by New York's hour, whatever the machine's zone.
+    let hour =
+        chrono::Timelike::hour(&chrono::Utc::now().with_timezone(&chrono_tz::America::New_York));
+    let expected = if hour < 12 { "morning" } else { "afternoon" };
+    assert_eq!(greeting, expected, "{today}");
+    assert!(!penny.stdout().contains("WARN"), "{}", penny.stdout());
+}
+
+#[tokio::test]
+async fn a_tz_that_names_no_zone_gets_one_warning_and_utc_and_never_a_hang() {
+    for tz in [
+        "Mars/Olympus_Mons",
+        "/dev/zero",
+        "not a zone: hunter2hunter2",
+    ] {
+        let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("TZ", tz)], None);
+        let started = Instant::now();
+        for _ in 0..3 {
+            let (today, _) = today_and_greeting(&penny).await;
+            assert!(today.ends_with(" UTC."), "{tz}: {today}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{tz}: pages waited"
+        );
+        let log = wait_for_log(&penny, "time zone");
+        assert_eq!(log.matches("WARN").count(), 1, "{tz}: {log}");
+        assert!(!log.contains("hunter2"), "{log}");
+    }
+}

@@ -101,8 +101,8 @@ pub fn query(data: &[u8]) {
             "{path}?author={}",
             utf8_percent_encode(author, NON_ALPHANUMERIC)
         ),
-        Position::After(cursor) => input::page_link(path, author, "after", cursor),
-        Position::Before(cursor) => input::page_link(path, author, "before", cursor),
+        Position::After(cursor) => input::page_link(path, author, "after", cursor, search.page),
+        Position::Before(cursor) => input::page_link(path, author, "before", cursor, search.page),
     };
     assert_eq!(search_in(&link), Ok(Some(search)), "{query:?} -> {link}");
 }
@@ -123,7 +123,7 @@ pub fn page_link(data: &[u8]) {
         title: text(title),
         isbn: text(isbn),
     };
-    let link = input::page_link("/api/books", &author, direction, &cursor);
+    let link = input::page_link("/api/books", &author, direction, &cursor, 2);
     assert!(link.bytes().all(|b| b.is_ascii_graphic()), "{link}");
     Uri::try_from(link.as_str()).unwrap_or_else(|err| panic!("{link} is not a URI: {err}"));
     HeaderValue::try_from(format!("<{link}>; rel=\"next\""))
@@ -139,6 +139,8 @@ pub fn page_link(data: &[u8]) {
         Err(InputError::AuthorTooLong)
     } else if !typeable(trimmed) {
         Err(InputError::ControlCharacter)
+    } else if penny::fold::fold(trimmed).is_empty() {
+        Ok(None)
     } else if !cursor_is_typeable(&cursor) || json.len() > 4096 {
         Err(InputError::BadPageLink)
     } else {
@@ -149,6 +151,7 @@ pub fn page_link(data: &[u8]) {
         Ok(Some(Search {
             author: trimmed.to_owned(),
             position,
+            page: 2,
         }))
     };
     assert_eq!(search_in(&link), expected, "{link}");
@@ -366,15 +369,19 @@ static APP: LazyLock<(tokio::runtime::Runtime, App)> = LazyLock::new(|| {
     let db = runtime
         .block_on(Db::open(&DatabaseUrl::Bundled, &PoolConfig::default()))
         .expect("the bundled database opens");
-    (runtime, App { db })
+    let clock = penny::clock::Clock::utc();
+    (runtime, App { db, clock })
 });
 
 /// The tags Penny's pages are made of.
 const PENNY_TAGS: &[&str] = &[
     "!doctype", "html", "head", "meta", "title", "link", "body", "header", "main", "footer", "h1",
     "p", "a", "div", "nav", "table", "thead", "tbody", "tr", "th", "td", "form", "label", "input",
-    "button",
+    "button", "span", "strong",
 ];
+
+/// Penny's one script, the search as you type: the only `<script>` a page may hold.
+const PENNY_SCRIPT: &str = r#"<script src="/static/search.js" defer></script>"#;
 
 /// A request to the app: [method, request target, Cookie, If-None-Match, X-Forwarded-Proto].
 /// Over the bundled database no request gets a 5xx; every response has the security headers;
@@ -486,6 +493,7 @@ pub fn request(data: &[u8]) {
 /// Every tag in `html` is one of Penny's: no text became markup. Penny escapes `<` in text and
 /// attribute values, so each `<` starts a tag.
 fn assert_only_pennys_tags(html: &str, context: &str) {
+    let html = &html.replacen(PENNY_SCRIPT, "", 1);
     for (i, _) in html.match_indices('<') {
         let name: String = html[i + 1..]
             .trim_start_matches('/')

@@ -106,7 +106,32 @@ pub struct Page {
     pub previous: Option<Cursor>,
     /// For a "Next" link: the page after is `Position::After(next)`.
     pub next: Option<Cursor>,
+    /// How many books the search finds from this page's first book to its last, this page's
+    /// own included.
+    pub remaining: Count,
 }
+
+/// A number of books, counted up to a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Exact(u64),
+    /// More than this many: counting stopped there.
+    MoreThan(u64),
+}
+
+impl Count {
+    /// This count with `n` more books before it.
+    pub fn after(self, n: u64) -> Count {
+        match self {
+            Count::Exact(count) => Count::Exact(n + count),
+            Count::MoreThan(count) => Count::MoreThan(n + count),
+        }
+    }
+}
+
+/// Counting stops past this many books, so that a count never reads more of the index than
+/// about a page does (bench/ab.sh measures it): a bigger result says "more than".
+pub const COUNT_LIMIT: u64 = 1000;
 
 /// The penny.sql shipped with this build: the schema and the demo books.
 pub const SCHEMA: &str = include_str!("../../penny.sql");
@@ -256,13 +281,30 @@ impl Db {
     /// A page of the books whose author starts with `prefix`, case and accents aside (see
     /// `fold`), ordered by the author's search key, then the author as stored, the title and the
     /// ISBN, each by its UTF-8 bytes. Reads at most one row more than a page.
+    ///
+    /// The page says how many books there are from its first one on: when there is no page
+    /// after it, it knows; when there is, a second query counts them, up to `COUNT_LIMIT`.
     pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
-        let range = AuthorRange::starting_with(prefix).around(position);
+        let all = AuthorRange::starting_with(prefix);
+        let range = all.clone().around(position);
         let rows = self.observe(match &self.backend {
             Backend::Sqlite(db) => db.search_books(range, position.clone()).await,
             Backend::Postgres(db) => db.search_books(&range, position, PAGE_SIZE + 1).await,
         })?;
-        Ok(page(rows, position))
+        let mut page = page(rows, position);
+        if let (Some(_), Some(first)) = (&page.next, page.books.first()) {
+            let from = Cursor::from(first);
+            let counted = self.observe(match &self.backend {
+                Backend::Sqlite(db) => db.count_books(all, from).await,
+                Backend::Postgres(db) => db.count_books(&all, &from).await,
+            })?;
+            page.remaining = if counted > COUNT_LIMIT {
+                Count::MoreThan(COUNT_LIMIT)
+            } else {
+                Count::Exact(counted)
+            };
+        }
+        Ok(page)
     }
 
     /// Adds `books` in one transaction; an ISBN already present is left as it is.
@@ -374,10 +416,13 @@ fn page(mut rows: Vec<Book>, position: &Position) -> Page {
         Position::After(_) => (first, last.filter(|_| more)),
         Position::Before(_) => (first.filter(|_| more), last),
     };
+    // Right when there is no page after this one; `search_books` counts when there is.
+    let remaining = Count::Exact(rows.len() as u64);
     Page {
         books: rows,
         previous,
         next,
+        remaining,
     }
 }
 

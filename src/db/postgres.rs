@@ -61,7 +61,14 @@ const BEFORE: &str = r#"SELECT coalesce(isbn, ''), coalesce(author, ''), coalesc
         title COLLATE "C" DESC NULLS LAST, isbn COLLATE "C" DESC
     LIMIT $3"#;
 
-/// The parameter types of FIRST, and of AFTER and BEFORE.
+/// The books from a page's first one on, up to $3 of them: a seek, then a count along the index.
+const COUNT: &str = r#"SELECT count(*) FROM (SELECT 1
+    FROM books WHERE author_key COLLATE "C" >= $1 AND author_key COLLATE "C" < $2
+    AND (author_key COLLATE "C", author COLLATE "C", title COLLATE "C", isbn COLLATE "C")
+        >= ($4 COLLATE "C", $5 COLLATE "C", $6 COLLATE "C", $7 COLLATE "C")
+    LIMIT $3) AS books"#;
+
+/// The parameter types of FIRST, and of AFTER, BEFORE and COUNT.
 const FIRST_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::INT8];
 const CURSOR_TYPES: [Type; 7] = [
     Type::TEXT,
@@ -209,6 +216,14 @@ impl PostgresDb {
     ) -> Result<Vec<Book>, DbError> {
         let rows = with_connection!(self, |conn| conn.search(range, position, limit))?;
         Ok(rows.iter().map(book).collect())
+    }
+
+    /// How many books of `range` there are from `from` on (`from` included), up to one more
+    /// than COUNT_LIMIT.
+    pub async fn count_books(&self, range: &AuthorRange, from: &Cursor) -> Result<u64, DbError> {
+        let rows = with_connection!(self, |conn| conn.count(range, from))?;
+        let count: i64 = rows.first().map_or(0, |row| row.get(0));
+        Ok(count as u64)
     }
 
     pub async fn explain_search(
@@ -447,6 +462,7 @@ struct Statements {
     first: Statement,
     after: Statement,
     before: Statement,
+    count: Statement,
 }
 
 impl Conn {
@@ -474,6 +490,7 @@ impl Conn {
                     first: client.prepare_typed(FIRST, &FIRST_TYPES).await?,
                     after: client.prepare_typed(AFTER, &CURSOR_TYPES).await?,
                     before: client.prepare_typed(BEFORE, &CURSOR_TYPES).await?,
+                    count: client.prepare_typed(COUNT, &CURSOR_TYPES).await?,
                 })
             })
             .await?;
@@ -501,6 +518,25 @@ impl Conn {
                 self.client.query(statement, &values).await
             }
             None => self.client.query_typed(sql, &params).await,
+        }
+    }
+}
+
+impl Conn {
+    async fn count(
+        &self,
+        range: &AuthorRange,
+        from: &Cursor,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let limit = (super::COUNT_LIMIT + 1) as i64;
+        let key = from.key();
+        let params = search_params(range, &limit, Some((from, &key)));
+        match self.statements().await? {
+            Some(prepared) => {
+                let values: Vec<_> = params.iter().map(|(value, _)| *value).collect();
+                self.client.query(&prepared.count, &values).await
+            }
+            None => self.client.query_typed(COUNT, &params).await,
         }
     }
 }

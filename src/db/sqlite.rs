@@ -40,6 +40,12 @@ const BEFORE: &str = "SELECT coalesce(isbn, ''), coalesce(author, ''), coalesce(
      AND author_key >= ?1 AND author_key < ?2 \
      ORDER BY author_key DESC, author DESC, title DESC, isbn DESC LIMIT 51";
 
+/// The books from a page's first one on, up to one more than COUNT_LIMIT (written out, like
+/// LIMIT above, checked by a test): a seek to the book, then a count along the index.
+const COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM books \
+     WHERE (author_key, author, title, isbn) >= (?3, ?4, ?5, ?6) \
+     AND author_key >= ?1 AND author_key < ?2 LIMIT 1001)";
+
 /// What the search reads: a database without these columns is from an earlier Penny.
 const CHECK_BOOKS: &str = "SELECT isbn, author, title, author_key FROM books LIMIT 0";
 
@@ -150,6 +156,27 @@ impl SqliteDb {
                 .query_map(params.as_slice(), book)?
                 .collect::<Result<_, _>>()?;
             Ok(books)
+        })
+        .await
+    }
+
+    /// How many books of `range` there are from `from` on (`from` included), up to one more
+    /// than COUNT_LIMIT.
+    pub async fn count_books(&self, range: AuthorRange, from: Cursor) -> Result<u64, DbError> {
+        self.run(move |conn| {
+            let key = from.key();
+            let params = params![
+                range.from,
+                range.to,
+                key,
+                from.author,
+                from.title,
+                from.isbn
+            ];
+            let count: i64 = conn
+                .prepare_cached(COUNT)?
+                .query_row(params, |row| row.get(0))?;
+            Ok(count as u64)
         })
         .await
     }
@@ -465,5 +492,7 @@ mod tests {
         for sql in [FIRST, AFTER, BEFORE] {
             assert!(sql.ends_with(&limit), "{sql}");
         }
+        let limit = format!("LIMIT {})", crate::db::COUNT_LIMIT + 1);
+        assert!(COUNT.ends_with(&limit), "{COUNT}");
     }
 }

@@ -314,7 +314,10 @@ impl TestApp {
         secrets::watch();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App { db: db.db.clone() });
+        let app = Arc::new(App {
+            db: db.db.clone(),
+            clock: penny::clock::Clock::utc(),
+        });
         let (shutdown, stop) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, app, options, async {
             let _ = stop.await;
@@ -523,12 +526,36 @@ impl TestResponse {
             .split("<tr>")
             .skip(1)
             .map(|row| {
-                row.split("<td>")
+                row.split("<td")
                     .skip(1)
-                    .map(|cell| cell.split("</td>").next().unwrap().to_string())
+                    .map(|cell| {
+                        let cell = &cell[cell.find('>').unwrap() + 1..];
+                        cell.split("</td>").next().unwrap().to_string()
+                    })
                     .collect()
             })
             .collect()
+    }
+
+    /// The text of the results' summary: "Books by Ker: 2 books."
+    pub fn summary(&self) -> String {
+        let start = self
+            .body
+            .find(r#"<p class="summary""#)
+            .unwrap_or_else(|| panic!("no summary in {}", self.body));
+        let end = start + self.body[start..].find("</p>").unwrap();
+        let html = &self.body[start..end];
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text
     }
 }
 

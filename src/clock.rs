@@ -1,0 +1,187 @@
+//! The clock the pages show, in a time zone named by TZ (`America/New_York`), with the zone data
+//! built into the binary, so that a container with no zone files tells the time of day right.
+//! No TZ: the system's zone, by name; neither: UTC. Nothing here reads a file that TZ names.
+
+use chrono::{Timelike, Utc};
+use chrono_tz::Tz;
+use std::cell::RefCell;
+
+/// Where the pages' time of day comes from. Cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    zone: Tz,
+}
+
+/// The time as the pages show it, and the hour, for the greeting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// "Tuesday, December 1, 2026, 2:05:33 PM EST (America/New_York)"
+    pub text: String,
+    pub hour: u32,
+}
+
+impl Clock {
+    pub fn utc() -> Clock {
+        Clock { zone: Tz::UTC }
+    }
+
+    /// The clock in the zone that TZ (`tz`) names, or the system's when it is unset or empty; a
+    /// TZ that names no zone gives UTC and a warning to log, which never repeats the value
+    /// unless it looks like a zone's name (a password pasted there must not reach the log).
+    pub fn from_tz(tz: Option<&str>) -> (Clock, Option<String>) {
+        let Some(tz) = tz.map(str::trim).filter(|tz| !tz.is_empty()) else {
+            return (Clock::system(), None);
+        };
+        // POSIX allows a leading colon; a path into a zoneinfo directory names its zone. Neither
+        // is opened: TZ=/dev/zero must not make a page wait on a read that never ends.
+        let name = tz.strip_prefix(':').unwrap_or(tz);
+        let name = name.rsplit_once("zoneinfo/").map_or(name, |(_, zone)| zone);
+        if let Ok(zone) = name.parse::<Tz>() {
+            return (Clock::in_zone(zone), None);
+        }
+        let plausible = tz.len() <= 40
+            && tz
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-:.".contains(c));
+        let shown = if plausible {
+            format!("TZ={tz:?} names no time zone")
+        } else {
+            "TZ does not name a time zone".to_string()
+        };
+        let warning = format!(
+            "{shown} Penny knows (an IANA name such as America/New_York or Europe/Paris): \
+             showing the time in UTC"
+        );
+        (Clock::utc(), Some(warning))
+    }
+
+    /// The system's zone by its name (/etc/localtime's link, and the like), or UTC.
+    fn system() -> Clock {
+        let zone = iana_time_zone::get_timezone()
+            .ok()
+            .and_then(|name| name.parse().ok())
+            .unwrap_or(Tz::UTC);
+        Clock::in_zone(zone)
+    }
+
+    /// UTC by any of its names (Etc/UTC, Zulu, …) is UTC, and shown so.
+    fn in_zone(zone: Tz) -> Clock {
+        let utc = matches!(
+            zone,
+            Tz::Etc__UTC
+                | Tz::Etc__UCT
+                | Tz::Etc__Universal
+                | Tz::Etc__Zulu
+                | Tz::UCT
+                | Tz::Universal
+                | Tz::Zulu
+        );
+        Clock {
+            zone: if utc { Tz::UTC } else { zone },
+        }
+    }
+
+    /// The zone's IANA name.
+    pub fn zone_name(&self) -> &'static str {
+        self.zone.name()
+    }
+
+    /// The time now. Formatting costs more than the rest of a page, so each thread does it
+    /// once a second per zone.
+    pub fn now(&self) -> Now {
+        thread_local! {
+            static LAST: RefCell<Option<(i64, Tz, Now)>> = const { RefCell::new(None) };
+        }
+        let utc = Utc::now();
+        let second = utc.timestamp();
+        LAST.with_borrow_mut(|last| match last {
+            Some((at, zone, now)) if *at == second && *zone == self.zone => now.clone(),
+            _ => {
+                let now = self.at(utc);
+                *last = Some((second, self.zone, now.clone()));
+                now
+            }
+        })
+    }
+
+    fn at(&self, utc: chrono::DateTime<Utc>) -> Now {
+        let local = utc.with_timezone(&self.zone);
+        let mut text = local.format("%A, %B %-d, %Y, %-I:%M:%S %p %Z").to_string();
+        if self.zone != Tz::UTC {
+            text.push_str(&format!(" ({})", self.zone.name()));
+        }
+        Now {
+            text,
+            hour: local.hour(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn clock(tz: &str) -> Clock {
+        let (clock, warning) = Clock::from_tz(Some(tz));
+        assert_eq!(warning, None, "{tz}");
+        clock
+    }
+
+    #[test]
+    fn tz_names_a_zone_by_its_iana_name_with_or_without_a_colon_or_a_path() {
+        for tz in [
+            "America/New_York",
+            ":America/New_York",
+            "/usr/share/zoneinfo/America/New_York",
+        ] {
+            assert_eq!(clock(tz).zone_name(), "America/New_York", "{tz}");
+        }
+        assert_eq!(clock("UTC").zone_name(), "UTC");
+        assert_eq!(clock("Etc/UTC"), Clock::utc(), "an alias of UTC is UTC");
+        assert_eq!(clock("EST5EDT").zone_name(), "EST5EDT");
+    }
+
+    #[test]
+    fn the_text_says_the_zone_and_the_hour_is_the_zones() {
+        let noon_utc = Utc.with_ymd_and_hms(2026, 12, 1, 16, 5, 33).unwrap();
+        let new_york = clock("America/New_York").at(noon_utc);
+        assert_eq!(
+            new_york.text,
+            "Tuesday, December 1, 2026, 11:05:33 AM EST (America/New_York)"
+        );
+        assert_eq!(new_york.hour, 11);
+        let utc = Clock::utc().at(noon_utc);
+        assert_eq!(utc.text, "Tuesday, December 1, 2026, 4:05:33 PM UTC");
+        assert_eq!(utc.hour, 16);
+        let summer = Utc.with_ymd_and_hms(2026, 7, 1, 16, 0, 0).unwrap();
+        assert!(
+            clock("Europe/Paris")
+                .at(summer)
+                .text
+                .contains("6:00:00 PM CEST")
+        );
+    }
+
+    #[test]
+    fn a_tz_that_names_no_zone_is_utc_with_one_warning_that_keeps_secrets() {
+        for (tz, shown) in [
+            ("Mars/Olympus_Mons", true),
+            ("/dev/zero", true),
+            ("CET-1CEST,M3.5.0,M10.5.0/3", false),
+            ("hunter2 is my password", false),
+        ] {
+            let (clock, warning) = Clock::from_tz(Some(tz));
+            assert_eq!(clock, Clock::utc(), "{tz}");
+            let warning = warning.expect("a warning");
+            assert_eq!(warning.contains(tz), shown, "{warning}");
+            assert!(warning.contains("UTC"), "{warning}");
+        }
+    }
+
+    #[test]
+    fn no_tz_is_the_system_zone() {
+        assert_eq!(Clock::from_tz(None).1, None);
+        assert_eq!(Clock::from_tz(Some(" ")).1, None);
+    }
+}
