@@ -606,3 +606,31 @@ fn init_db_through_pgbouncer_refuses_in_one_line_and_names_the_direct_url() {
         "nothing was changed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_pgbouncer_true_penny_finds_out_fails_no_request_and_says_what_to_set() {
+    if !can_run() {
+        return;
+    }
+    let server = PgServer::shared();
+    let bouncer = PgBouncer::start(server.port);
+    let dbname = server.create_database();
+    init_db(&server.url(&dbname, "sslmode=disable"));
+    // Nobody said this is PgBouncer: Penny prepares statements, which the server connection
+    // it lands on for the next query may not have (or may have under another client's name).
+    let url = bouncer.url(&dbname, "sslmode=disable");
+    let penny = start_penny(&url, "8");
+    let mut wrong_answers = Vec::new();
+    for _ in 0..25 {
+        let answers = common::get_at_once(penny.addr, "/searchresults?author=ker", 16).await;
+        for (page, _) in answers {
+            if page.status != StatusCode::OK || page.table_rows() != kernighan() {
+                wrong_answers.push(format!("{}: {}", page.status, page.body));
+            }
+        }
+    }
+    let warnings = complaints(&penny);
+    assert!(wrong_answers.is_empty(), "{wrong_answers:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("pgbouncer=true"), "{warnings:?}");
+}

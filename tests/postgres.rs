@@ -566,3 +566,146 @@ async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there()
         format!("{}|{}", first.author, penny::fold::fold(&first.author))
     );
 }
+
+/// The database's name in a URL made by `loaded_database`.
+fn dbname(url: &str) -> &str {
+    url.rsplit('/').next().unwrap().split('?').next().unwrap()
+}
+
+#[tokio::test]
+async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let dbname = dbname(&url);
+    // Penny's role has a statement_timeout, which the searches run into while another session
+    // locks the table.
+    let role = format!("impatient_{dbname}");
+    server.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'; \
+             ALTER ROLE {role} SET statement_timeout = '200ms'"
+        ),
+    );
+    server.psql(dbname, &format!("GRANT SELECT ON books TO {role}"));
+    let url = url.replacen("//postgres:", &format!("//{role}:"), 1);
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let lock = TableLock::take(server, dbname, 5.0);
+    for path in ["/searchresults?author=ker", "/api/books?author=ker"] {
+        for (response, _) in common::get_at_once(penny.addr, path, 8).await {
+            assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(response.header("retry-after"), "1");
+        }
+    }
+    lock.release(server, dbname);
+    assert!(
+        time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let log = penny.wait_for_log("reachable again", Duration::from_secs(5));
+    assert_eq!(
+        log.matches("the database is unavailable").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("canceling statement due to statement timeout"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches(" ERROR ").count(),
+        1,
+        "one line for the outage: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_connection_ended_by_the_server_at_once_fails_no_request() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server);
+    let dbname = dbname(&url);
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    let terminate = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = '{dbname}' AND application_name = 'penny'"
+    );
+    let mut failures = Vec::new();
+    for round in 0..5 {
+        // Fill the pool, end every connection it holds, and search again at once.
+        for (response, _) in common::get_at_once(penny.addr, "/api/books?author=ker", 20).await {
+            assert_eq!(response.status, StatusCode::OK, "round {round}: warm-up");
+        }
+        let ended = server.psql(dbname, &terminate);
+        assert_ne!(ended, "0", "round {round}: connections were ended");
+        for (response, _) in common::get_at_once(penny.addr, "/api/books?author=ker", 20).await {
+            if response.status != StatusCode::OK {
+                failures.push((round, response.status, response.body));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_refuses_more_connections_is_not_stormed_and_penny_says_why_once() {
+    if !can_start_servers() {
+        return;
+    }
+    // A server of its own, whose log counts the refused connects.
+    let server = PgServer::start();
+    let url = loaded_database(&server);
+    let dbname = dbname(&url);
+    // A role that may hold 3 connections, and a pool of 10 that would like more.
+    let role = format!("storm_{dbname}");
+    server.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}' CONNECTION LIMIT 3; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+        ),
+    );
+    server.psql(dbname, &format!("GRANT SELECT ON books TO {role}"));
+    let url = url.replacen("//postgres:", &format!("//{role}:"), 1);
+    let refused = format!("too many connections for role \"{role}\"");
+    let before = server.log().matches(&refused).count();
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+
+    // Three seconds of 24 clients at once: more than three connections are wanted all along.
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        for (response, _) in common::get_at_once(penny.addr, "/api/books?author=ker", 24).await {
+            statuses.push(response.status);
+        }
+    }
+    let attempts = server.log().matches(&refused).count() - before;
+    let log = penny.stdout();
+    println!(
+        "a pool of 10 against a limit of 3: {} requests, {attempts} refused connects in 3 s",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|status| *status == StatusCode::OK),
+        "the three connections serve everyone: {statuses:?}"
+    );
+    assert!(attempts >= 1, "the pool tried to grow");
+    assert!(attempts <= 20, "{attempts} refused connects: backing off");
+    assert_eq!(
+        log.matches("the database refuses more connections").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("PENNY_POOL_SIZE"), "{log}");
+}

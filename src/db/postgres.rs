@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
@@ -87,16 +87,15 @@ const INIT_LOCK: i64 = 0x70_65_6e_6e_79;
 const PING: &str = "SELECT author_key FROM books LIMIT 1";
 
 /// Runs `$query` (an expression using `$conn`, a pooled connection) within the query timeout
-/// and, if the connection turns out to have been cut off (the server restarted since it was
-/// last used), runs it once more on a fresh one. A macro rather than a closure: the future
-/// borrows the connection.
+/// and, if it failed in a way another try cures (see `PostgresDb::worth_a_retry`), runs it once
+/// more. A macro rather than a closure: the future borrows the connection.
 macro_rules! with_connection {
     ($db:expr, |$conn:ident| $query:expr) => {{
         let mut retried = false;
         loop {
             let $conn = $db.checkout().await?;
             match $db.within_deadline(&$conn, $query).await? {
-                Err(err) if connection_lost(&err) && !retried => retried = true,
+                Err(err) if !retried && $db.worth_a_retry(&err) => retried = true,
                 result => break result.map_err(classify),
             }
         }
@@ -107,12 +106,12 @@ macro_rules! with_connection {
 #[derive(Clone)]
 pub struct PostgresDb {
     pool: Pool<Manager>,
-    failures: Arc<ConnectFailures>,
+    shared: Arc<Shared>,
     checkout_timeout: Duration,
     query_timeout: Duration,
     /// For cancel requests, which go over a connection of their own.
     tls: MakeRustlsConnect,
-    /// Talking to PgBouncer in transaction mode.
+    /// Told (by the URL or PENNY_PGBOUNCER) that this is PgBouncer in transaction mode.
     pgbouncer: bool,
 }
 
@@ -127,12 +126,12 @@ impl PostgresDb {
             .copied()
             .unwrap_or(config.checkout_timeout * 2 / 3);
         let tls = tls(url)?;
+        let shared = Arc::new(Shared::new(url.pgbouncer, config.size));
         let manager = Manager {
             inner: PostgresConnectionManager::new(url.config.clone(), tls.clone()),
             connect_timeout,
-            pgbouncer: url.pgbouncer,
+            shared: shared.clone(),
         };
-        let failures = Arc::new(ConnectFailures::default());
         let pool = Pool::builder()
             .max_size(config.size)
             .min_idle(None)
@@ -146,11 +145,11 @@ impl PostgresDb {
             // A failed connect is reported at once (see `checkout`), never retried until the
             // checkout timeout.
             .retry_connection(false)
-            .error_sink(Box::new(Sink(failures.clone())))
+            .error_sink(Box::new(Sink(shared.clone())))
             .build_unchecked(manager);
         Ok(PostgresDb {
             pool,
-            failures,
+            shared,
             checkout_timeout: config.checkout_timeout,
             query_timeout: config.query_timeout,
             tls,
@@ -179,12 +178,42 @@ impl PostgresDb {
         }
     }
 
+    /// Whether a query that failed with `err` is worth another try, and what the pool learns
+    /// from it first:
+    /// - the connection was cut off (the server restarted, or an administrator ended its
+    ///   session): every other connection opened before now may be gone too, so each is
+    ///   checked with a round trip before its next use, and the retry runs on one that works;
+    /// - a prepared statement vanished or clashed between two queries: this is PgBouncer in
+    ///   transaction mode, which hands each transaction to any server connection, though
+    ///   nobody said so. The pool stops preparing statements (as `?pgbouncer=true` would) and
+    ///   says once in the log what to set.
+    fn worth_a_retry(&self, err: &tokio_postgres::Error) -> bool {
+        if connection_lost(err) {
+            self.shared.lost.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if statements_not_kept(err) {
+            if !self.shared.unnamed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    cause = %err,
+                    "prepared statements do not last between queries here: DATABASE_URL seems \
+                     to lead to PgBouncer in transaction mode. Penny now sends every query as \
+                     an unnamed statement; add ?pgbouncer=true to DATABASE_URL (or set \
+                     PENNY_PGBOUNCER=true) to say so from the start"
+                );
+            }
+            return true;
+        }
+        false
+    }
+
     /// A connection from the pool. While the pool holds no connection at all, fails as soon as
-    /// an attempt to connect fails (bb8 itself would only report its timeout, seconds later);
+    /// an attempt to connect fails and no other is under way (bb8 itself would only report its
+    /// timeout, seconds later);
     /// while it holds some, one slow or failed connect does not fail the callers waiting for
     /// one of them to come free.
     async fn checkout(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
-        let mut failed = self.failures.notify.subscribe();
+        let mut failed = self.shared.failures.notify.subscribe();
         let get = self.pool.get();
         tokio::pin!(get);
         loop {
@@ -199,8 +228,10 @@ impl PostgresDb {
                     ),
                 }),
                 Ok(()) = failed.changed() => {
-                    if self.pool.state().connections == 0 {
-                        return Err(DbError::Unavailable(self.failures.last().into()));
+                    if self.shared.open.load(Ordering::Relaxed) == 0
+                        && self.shared.connecting.load(Ordering::Relaxed) == 0
+                    {
+                        return Err(DbError::Unavailable(self.shared.failures.last().into()));
                     }
                 }
             }
@@ -452,10 +483,19 @@ fn book(row: &Row) -> Book {
 /// first use, since `penny init-db` connects before the table they name exists.
 pub struct Conn {
     client: Client,
-    prepare: bool,
     statements: OnceCell<Statements>,
     /// Set when a query was given up on: the pool drops the connection instead of reusing it.
     abandoned: AtomicBool,
+    /// The pool's count of lost connections when this one was last known to work (see
+    /// `Manager::is_valid`).
+    checked: u64,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Statements {
@@ -479,7 +519,7 @@ impl Conn {
     }
 
     async fn statements(&self) -> Result<Option<&Statements>, tokio_postgres::Error> {
-        if !self.prepare {
+        if self.shared.unnamed.load(Ordering::Relaxed) {
             return Ok(None);
         }
         let client = &self.client;
@@ -578,7 +618,7 @@ struct Manager {
     /// The limit on the whole handshake, not only the TCP connect that tokio-postgres bounds:
     /// a server that accepts and never answers must not hold a pool slot forever.
     connect_timeout: Duration,
-    pgbouncer: bool,
+    shared: Arc<Shared>,
 }
 
 impl ManageConnection for Manager {
@@ -586,27 +626,64 @@ impl ManageConnection for Manager {
     type Error = PoolError;
 
     async fn connect(&self) -> Result<Conn, PoolError> {
-        let client = tokio::time::timeout(self.connect_timeout, self.inner.connect())
-            .await
-            .map_err(|_| {
+        let unavailable =
+            |message: String| PoolError::Connect(DbError::Unavailable(message.into()));
+        if let Some(wait) = self.shared.refusals.wait(self.connect_timeout) {
+            return Err(unavailable(format!(
+                "the database refused a new connection moments ago (too many connections); \
+                 the next try is in {} ms",
+                wait.as_millis()
+            )));
+        }
+        self.shared.connecting.fetch_add(1, Ordering::Relaxed);
+        let connected = tokio::time::timeout(self.connect_timeout, self.inner.connect()).await;
+        if connected.as_ref().is_ok_and(Result::is_ok) {
+            self.shared.open.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.connecting.fetch_sub(1, Ordering::Relaxed);
+        let client = match connected {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => {
+                if err.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) {
+                    self.shared.refused(&err);
+                } else {
+                    self.shared.refusals.over();
+                }
+                return Err(PoolError::Connect(DbError::Unavailable(err.into())));
+            }
+            Err(_) => {
+                self.shared.refusals.over();
                 let waited = self.connect_timeout;
-                let message = format!("the database server did not answer within {waited:?}");
-                PoolError::Connect(DbError::Unavailable(message.into()))
-            })?
-            .map_err(|err| PoolError::Connect(DbError::Unavailable(err.into())))?;
+                return Err(unavailable(format!(
+                    "the database server did not answer within {waited:?}"
+                )));
+            }
+        };
+        self.shared.refusals.over();
         Ok(Conn {
             client,
-            prepare: !self.pgbouncer,
             statements: OnceCell::new(),
             abandoned: AtomicBool::new(false),
+            checked: self.shared.lost.load(Ordering::Relaxed),
+            shared: self.shared.clone(),
         })
     }
 
-    /// Checked on every checkout, so it must cost no round trip: a connection the server
-    /// closed is known locally, and one cut off silently is retried by `with_connection!`.
+    /// Checked on every checkout, so it costs no round trip while connections are fine: a
+    /// connection the server closed is known locally. Once a query has found a connection cut
+    /// off, each connection opened before that is asked an empty query on its next checkout,
+    /// so that a retry does not land on another dead one.
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), PoolError> {
         if conn.client.is_closed() {
             return Err(PoolError::Closed);
+        }
+        let lost = self.shared.lost.load(Ordering::Relaxed);
+        if conn.checked < lost {
+            let alive = tokio::time::timeout(self.connect_timeout, conn.client.batch_execute(""));
+            match alive.await {
+                Ok(Ok(())) => conn.checked = lost,
+                _ => return Err(PoolError::Closed),
+            }
         }
         Ok(())
     }
@@ -622,6 +699,112 @@ impl ManageConnection for Manager {
 enum PoolError {
     Connect(DbError),
     Closed,
+}
+
+/// What the pool, its manager and its connections share.
+#[derive(Debug)]
+struct Shared {
+    failures: ConnectFailures,
+    refusals: Refusals,
+    /// How many times a query found its connection cut off; see `Manager::is_valid`.
+    lost: AtomicU64,
+    /// No named prepared statements: PgBouncer in transaction mode, said or found out.
+    unnamed: AtomicBool,
+    /// Connections open now, and being opened.
+    open: AtomicU32,
+    connecting: AtomicU32,
+    /// The pool's size, for the log.
+    size: u32,
+}
+
+impl Shared {
+    fn new(pgbouncer: bool, size: u32) -> Shared {
+        Shared {
+            failures: ConnectFailures::default(),
+            refusals: Refusals::default(),
+            lost: AtomicU64::new(0),
+            unnamed: AtomicBool::new(pgbouncer),
+            open: AtomicU32::new(0),
+            connecting: AtomicU32::new(0),
+            size,
+        }
+    }
+
+    /// The server refused a connection for want of slots (`max_connections`, or a pooler's
+    /// limit). Connecting again at once would only be refused again, each try a process forked
+    /// on the server: the pool waits, longer each time, and says once that it cannot grow.
+    /// With no connection open at all this is an outage, which `Db` logs as such.
+    fn refused(&self, err: &tokio_postgres::Error) {
+        let first = self.refusals.refused();
+        let open = self.open.load(Ordering::Relaxed);
+        if first && open > 0 {
+            tracing::warn!(
+                cause = %err,
+                open,
+                size = self.size,
+                "the database refuses more connections: the pool stays at the connections it \
+                 has and tries for more at most every {} s. Lower PENNY_POOL_SIZE, or raise \
+                 the database's max_connections (every process's pool counts against it)",
+                MAX_REFUSAL_BACKOFF.as_secs()
+            );
+        }
+    }
+}
+
+/// The shortest and the longest wait after the server refused a connection.
+const MIN_REFUSAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(5);
+
+/// When the server last refused a connection for want of slots, and how long to wait before
+/// the next try.
+#[derive(Debug, Default)]
+struct Refusals(Mutex<RefusalState>);
+
+#[derive(Debug, Default)]
+struct RefusalState {
+    /// No connect before this. While refusals go on, one try at a time claims the slot by
+    /// moving it on.
+    until: Option<std::time::Instant>,
+    backoff: Duration,
+    /// Whether this run of refusals was logged.
+    logged: bool,
+}
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RefusalState> {
+        self.0
+            .lock()
+            .expect("the lock is never held across a panic")
+    }
+
+    /// How long a connect must still wait, or None when it may go ahead (and, while refusals
+    /// go on, is the one try until `claim` from now).
+    fn wait(&self, claim: Duration) -> Option<Duration> {
+        let mut state = self.lock();
+        let until = state.until?;
+        let now = std::time::Instant::now();
+        if now < until {
+            return Some(until - now);
+        }
+        state.until = Some(now + claim);
+        None
+    }
+
+    /// Records a refusal; true when it starts a run of them.
+    fn refused(&self) -> bool {
+        let mut state = self.lock();
+        state.backoff = (state.backoff * 2).clamp(MIN_REFUSAL_BACKOFF, MAX_REFUSAL_BACKOFF);
+        state.until = Some(std::time::Instant::now() + state.backoff);
+        !std::mem::replace(&mut state.logged, true)
+    }
+
+    /// A connect got through, or failed for another reason: refusals are over.
+    fn over(&self) {
+        let mut state = self.lock();
+        if state.until.is_some() {
+            *state = RefusalState::default();
+        }
+    }
 }
 
 /// The latest failure to connect, and a signal for the callers waiting on a connection.
@@ -650,19 +833,19 @@ impl ConnectFailures {
 }
 
 #[derive(Debug, Clone)]
-struct Sink(Arc<ConnectFailures>);
+struct Sink(Arc<Shared>);
 
 impl ErrorSink<PoolError> for Sink {
     fn sink(&self, err: PoolError) {
         let PoolError::Connect(DbError::Unavailable(cause)) = err else {
             return;
         };
-        *self
-            .0
+        let failures = &self.0.failures;
+        *failures
             .last
             .lock()
             .expect("the lock is never held across a panic") = cause_chain(cause.as_ref());
-        self.0.notify.send_replace(());
+        failures.notify.send_replace(());
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<PoolError>> {
@@ -683,9 +866,38 @@ fn connection_lost(err: &tokio_postgres::Error) -> bool {
     err.is_closed() || err.code().is_some_and(|code| LOST.contains(code))
 }
 
-/// Errors a retry may cure are "unavailable": a lost connection, no server, too many clients;
-/// so is a database that lost its books table or search key under a running Penny (logged
-/// once, like an outage, and over once `penny init-db` has run).
+/// Whether a prepared statement failed to last from one query to the next, or clashed with
+/// another client's: what PgBouncer in transaction mode does to named statements.
+fn statements_not_kept(err: &tokio_postgres::Error) -> bool {
+    let Some(db_error) = err.as_db_error() else {
+        return false;
+    };
+    let code = db_error.code();
+    *code == SqlState::INVALID_SQL_STATEMENT_NAME
+        || *code == SqlState::DUPLICATE_PSTATEMENT
+        || (*code == SqlState::PROTOCOL_VIOLATION
+            && db_error.message().contains("prepared statement"))
+}
+
+/// What the server says when it cannot answer now, rather than that the statement is wrong:
+/// the query was cancelled (a role's `statement_timeout`, `pg_cancel_backend`), a lock or a
+/// transaction lost out to another session, the server is shutting down or starting, or it has
+/// no slot for another connection. Like a lost connection, these are outages: a 503 with
+/// Retry-After, logged when they start and end, not a 500 and a log line per request.
+const OUTAGE: [SqlState; 8] = [
+    SqlState::QUERY_CANCELED,
+    SqlState::LOCK_NOT_AVAILABLE,
+    SqlState::T_R_SERIALIZATION_FAILURE,
+    SqlState::T_R_DEADLOCK_DETECTED,
+    SqlState::ADMIN_SHUTDOWN,
+    SqlState::CRASH_SHUTDOWN,
+    SqlState::CANNOT_CONNECT_NOW,
+    SqlState::TOO_MANY_CONNECTIONS,
+];
+
+/// Errors a retry may cure are "unavailable" (see OUTAGE); so is a database that lost its
+/// books table or search key under a running Penny (logged once, like an outage, and over once
+/// `penny init-db` has run).
 fn classify(err: tokio_postgres::Error) -> DbError {
     if let Some(db_error) = err.as_db_error()
         && [SqlState::UNDEFINED_TABLE, SqlState::UNDEFINED_COLUMN].contains(db_error.code())
@@ -698,7 +910,8 @@ fn classify(err: tokio_postgres::Error) -> DbError {
     }
     let unavailable = connection_lost(&err)
         || err.as_db_error().is_none()
-        || err.code() == Some(&SqlState::TOO_MANY_CONNECTIONS);
+        || err.code().is_some_and(|code| OUTAGE.contains(code))
+        || statements_not_kept(&err);
     if unavailable {
         DbError::Unavailable(err.into())
     } else {
