@@ -71,8 +71,9 @@ fn main() -> ExitCode {
             Some(Command::LoadSynthetic { count }) => load_synthetic(count).await,
         }
     });
-    // Blocking-pool threads idle in r2d2 must not hold the exit up.
-    runtime.shutdown_background();
+    // Every database call has ended by now (see `serve`); the blocking pool's threads are
+    // idle, and are given a moment to end before the process does.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -135,32 +136,50 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await;
         });
     }
-    let app = Arc::new(App { db, clock });
+    let app = Arc::new(App {
+        db: db.clone(),
+        clock,
+    });
     let options = ServerOptions {
         max_in_flight: config.max_in_flight,
         ..ServerOptions::default()
     };
     server::serve(listener, app, options, shutdown).await;
+    // A call abandoned by its request (the client left, or the grace period ran out) may still
+    // be running on the blocking pool, inside SQLite: let it end before the process does.
+    // Each call is bounded by the checkout and query timeouts.
+    let limit = config.pool.checkout_timeout + config.pool.query_timeout;
+    if !db.close(limit).await {
+        tracing::warn!(
+            "database calls were still running {limit:?} after shutdown; exiting anyway"
+        );
+    }
     Ok(())
 }
 
 /// How often a server looks for books that have no search key.
 const UNSEARCHABLE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Completes on the first SIGTERM (what Heroku and Docker send) or SIGINT (Ctrl-C). Later
-/// signals are caught too, so a second SIGTERM cannot cut the drain short. The handlers are
-/// installed when this is called, not when it is first awaited: called before the banner, a
-/// signal sent as soon as Penny says it serves is a graceful shutdown, never a kill.
+/// Completes on the first SIGTERM (what Heroku and Docker send), SIGINT (Ctrl-C) or SIGHUP (a
+/// closed terminal, or a process manager's reload). Each drains the same way: Penny has no
+/// configuration to reload, and dying with requests in flight is never what is wanted. Later
+/// signals are caught too, so a second one cannot cut the drain short. SIGQUIT keeps its
+/// default, to stop a stuck Penny at once. The handlers are installed when this is called, not
+/// when it is first awaited: called before the banner, a signal sent as soon as Penny says it
+/// serves is a graceful shutdown, never a kill.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate =
         signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed at start-up");
     let mut interrupt =
         signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed at start-up");
+    let mut hangup =
+        signal(SignalKind::hangup()).expect("a SIGHUP handler can be installed at start-up");
     async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = hangup.recv() => tracing::info!("SIGHUP received"),
         }
     }
 }

@@ -307,6 +307,17 @@ impl Db {
         Ok(page)
     }
 
+    /// At shutdown, once the server has stopped: waits up to `limit` for the database calls
+    /// still running on the blocking pool to end, and starts no new one, so that no thread is
+    /// inside SQLite while the process exits. False when some were still running at the limit.
+    /// PostgreSQL's connections live on the async runtime, which ends them itself.
+    pub async fn close(&self, limit: std::time::Duration) -> bool {
+        match &self.backend {
+            Backend::Sqlite(db) => db.close(limit).await,
+            Backend::Postgres(_) => true,
+        }
+    }
+
     /// Adds `books` in one transaction; an ISBN already present is left as it is.
     pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
         self.observe(match &self.backend {

@@ -11,7 +11,9 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// The demo database, built from penny.sql by build.rs.
 static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite"));
@@ -58,6 +60,11 @@ pub struct SqliteDb {
     pool: r2d2::Pool<Manager>,
     /// The bundled database: read-only bytes in memory, so a query on it never waits.
     in_memory: bool,
+    /// One permit per pooled connection: a call takes one before it goes to the blocking pool,
+    /// so no more calls wait there (each on a thread of its own) than there are connections,
+    /// and a call waits for a permit no longer than the checkout timeout. Closed at shutdown.
+    calls: Arc<Semaphore>,
+    checkout_timeout: Duration,
 }
 
 impl SqliteDb {
@@ -97,6 +104,7 @@ impl SqliteDb {
         what: String,
         check_books: bool,
     ) -> Result<SqliteDb, DbError> {
+        let (size, checkout_timeout) = (config.size, config.checkout_timeout);
         // A local file cannot drop a connection the way a network can: no check on checkout.
         let builder = r2d2::Pool::builder()
             .max_size(config.size)
@@ -113,6 +121,8 @@ impl SqliteDb {
             Ok(SqliteDb {
                 pool: builder.build_unchecked(Manager(manager)),
                 in_memory: false,
+                calls: Arc::new(Semaphore::new(size as usize)),
+                checkout_timeout,
             })
         })
         .await
@@ -132,13 +142,35 @@ impl SqliteDb {
         {
             return conn.run(f);
         }
-        let pool = self.pool.clone();
+        let started = Instant::now();
+        let permit =
+            tokio::time::timeout(self.checkout_timeout, self.calls.clone().acquire_owned())
+                .await
+                .map_err(|_| self.no_connection())?
+                .map_err(|_| DbError::Unavailable("Penny is shutting down".into()))?;
+        let wait = self.checkout_timeout.saturating_sub(started.elapsed());
+        let (pool, no_connection) = (self.pool.clone(), self.no_connection());
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|err| DbError::Unavailable(err.into()))?;
+            let _permit = permit;
+            let mut conn = pool.get_timeout(wait).map_err(|_| no_connection)?;
             conn.run(f)
         })
         .await
         .map_err(|err| DbError::Query(err.into()))?
+    }
+
+    fn no_connection(&self) -> DbError {
+        let message = format!("no database connection within {:?}", self.checkout_timeout);
+        DbError::Unavailable(message.into())
+    }
+
+    /// Waits, up to `limit`, for the calls running on the blocking pool to end, and lets no new
+    /// one start: at exit, no thread is left inside SQLite while the process goes away.
+    pub async fn close(&self, limit: Duration) -> bool {
+        let permits = self.pool.max_size();
+        let all = tokio::time::timeout(limit, self.calls.acquire_many(permits)).await;
+        self.calls.close();
+        matches!(all, Ok(Ok(_)))
     }
 
     /// Up to a page and one more row from `position` on, in the query's order (backwards for
