@@ -387,9 +387,21 @@ async fn a_bad_root_certificate_file_is_a_clear_start_up_error() {
         "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
+    // A file that never ends, and one whose open blocks until someone writes: both refused
+    // at once, never read.
+    let fifo = dir.path().join("fifo.pem");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo");
+    let endless = PathBuf::from("/dev/zero");
     // Penny never gets as far as connecting, so no database is needed.
     let url = url_on(server, "localhost", "penny_unused", "sslmode=verify-full");
-    for file in [&missing, &garbled, &dir.path().to_path_buf()] {
+    for file in [
+        &missing,
+        &garbled,
+        &dir.path().to_path_buf(),
+        &fifo,
+        &endless,
+    ] {
         let path = file.to_str().unwrap();
         let with_param = format!("{url}&sslrootcert={path}");
         for env in [
@@ -398,14 +410,45 @@ async fn a_bad_root_certificate_file_is_a_clear_start_up_error() {
         ] {
             let run = penny(&["serve", "--bind", "127.0.0.1:0"], &env);
             assert!(!stdout(&run.0).contains("Penny is serving"), "{env:?}");
-            assert_one_clear_line(&run, &["CA certificates", path]);
+            // The setting is named; its value, which might be a misplaced password, is not.
+            assert_one_clear_line(&run, &["CA certificates", "sslrootcert"]);
+            assert!(!stderr(&run.0).contains(path), "{path} echoed");
         }
     }
 }
 
+#[test]
+fn settings_in_the_wrong_shape_are_named_never_echoed() {
+    let secret = "hunter2-pasted-here";
+    for url in [
+        format!("postgres://u@localhost/d?sslmode={secret}"),
+        format!("postgres://u@localhost/d?pgbouncer={secret}"),
+    ] {
+        let run = penny(
+            &["serve", "--bind", "127.0.0.1:0"],
+            &[("DATABASE_URL", &url)],
+        );
+        let err = stderr(&run.0);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("sslmode") || err.contains("pgbouncer"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "echoed: {err}");
+    }
+    let run = penny(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", "postgres://u@localhost/d"),
+            ("PGSSLMODE", secret),
+        ],
+    );
+    let err = stderr(&run.0);
+    assert!(err.contains("PGSSLMODE") && !err.contains(secret), "{err}");
+}
+
 /// A file that holds no certificate at all (plain text, or a PEM private key) is as much a
-/// mistake as a missing one, and the message must name it. Today Penny says "none were found;
-/// set PGSSLROOTCERT to a PEM file" without the file, even when PGSSLROOTCERT is set.
+/// mistake as a missing one, and the message must name the setting (not its value).
 #[tokio::test]
 async fn a_root_certificate_file_without_certificates_is_named_in_the_error() {
     if !common::postgres::available() {
@@ -424,6 +467,7 @@ async fn a_root_certificate_file_without_certificates_is_named_in_the_error() {
             &["serve", "--bind", "127.0.0.1:0"],
             &[("DATABASE_URL", &url), ("PGSSLROOTCERT", path)],
         );
-        assert_one_clear_line(&run, &[path]);
+        assert_one_clear_line(&run, &["PGSSLROOTCERT", "no CA certificate"]);
+        assert!(!stderr(&run.0).contains(path), "{path} echoed");
     }
 }

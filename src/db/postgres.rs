@@ -950,25 +950,32 @@ fn tls(url: &PostgresUrl) -> Result<MakeRustlsConnect, DbError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
+/// The most a CA file may hold: a bundle of every public CA is about 250 KiB.
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+
 fn root_certificates(url: &PostgresUrl) -> Result<RootCertStore, DbError> {
     let mut roots = RootCertStore::empty();
     match &url.root_cert {
         Some(path) => {
+            // The message names the setting, never the path: a password pasted into the URL in
+            // the wrong place must not be printed.
             let unreadable = |err: &dyn std::fmt::Display| {
                 DbError::Setup(format!(
-                    "cannot read the CA certificates in {}: {err}",
-                    path.display()
+                    "cannot read the CA certificates that sslrootcert (or PGSSLROOTCERT) names: \
+                     {err}"
                 ))
             };
-            for cert in CertificateDer::pem_file_iter(path).map_err(|err| unreadable(&err))? {
+            let pem = read_bounded(path, MAX_CA_FILE_BYTES).map_err(|err| unreadable(&err))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|err| unreadable(&err))?;
                 roots.add(cert).map_err(|err| unreadable(&err))?;
             }
             if roots.is_empty() {
-                return Err(DbError::Setup(format!(
-                    "no CA certificates (BEGIN CERTIFICATE blocks) in {}",
-                    path.display()
-                )));
+                return Err(DbError::Setup(
+                    "the file that sslrootcert (or PGSSLROOTCERT) names holds no CA certificate \
+                     (no BEGIN CERTIFICATE block)"
+                        .into(),
+                ));
             }
         }
         None => {
@@ -984,6 +991,26 @@ fn root_certificates(url: &PostgresUrl) -> Result<RootCertStore, DbError> {
         }
     }
     Ok(roots)
+}
+
+/// The contents of the regular file at `path`, if it holds at most `limit` bytes. A path from
+/// the environment may name anything: /dev/zero never ends, and a FIFO blocks the open itself.
+fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {} MiB", limit >> 20),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Accepts any certificate, still checking that the server holds its key: encryption without
