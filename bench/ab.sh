@@ -15,7 +15,7 @@
 # Measured, with wrk on core 0 and Penny on core 1 (PostgreSQL unpinned): the search page and the
 # API for "Ker" (2 of the demo books) at 16 connections, on a SQLite file and on PostgreSQL;
 # then, with a million synthetic books loaded into each build's databases, the first page of
-# "Tur" (16,698 books) at one connection. Each build makes its own databases with its own
+# "Tur" (16,698 books) at one connection, and its search page (which counts them) at 16. Each build makes its own databases with its own
 # `penny init-db` and `penny load-synthetic`, so revisions with different schemas compare fairly.
 #
 # The earlier revision is built in a worktree under target/ab/ (a full release build the first
@@ -138,6 +138,8 @@ if [ "$BOOKS" -gt 0 ]; then
   sync
   say "the first page among $BOOKS books: $ROUNDS round(s) of wrk -c1 -d${SECS}s"
   measure "GET /api/books?author=Tur ($BOOKS books), c1" 1 "/api/books?author=Tur"
+  say "a search page with a counted result among $BOOKS books: $ROUNDS round(s) of wrk -c16 -d${SECS}s"
+  measure "GET /searchresults?author=Tur ($BOOKS books), c16" 16 "/searchresults?author=Tur"
 fi
 
 say "report"
