@@ -84,19 +84,17 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    // Log lines go through a channel to a thread of their own, which writes whatever has queued
-    // up in one system call: no request waits on stdout, and a busy server does not make one
-    // write per line.
-    let buffered_stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking(buffered_stdout);
-    tracing_subscriber::fmt()
+    // Log lines go through a bounded queue to a thread of their own, which writes whatever has
+    // queued up in one system call: no request waits on stdout, and a busy server does not make
+    // one write per line. See `penny::logging::LogWriter` for what happens when stdout stalls.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (log_writer, _flush_on_exit) =
+        penny::logging::writer(std::io::stdout(), ansi).context("cannot start the log writer")?;
+    penny::logging::format(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(log_writer)
-        .fmt_fields(penny::logging::fields())
-        .with_timer(penny::logging::Timestamp)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
     let (clock, clock_warning) = Clock::from_tz(std::env::var("TZ").ok().as_deref());
