@@ -56,6 +56,14 @@ struct ServeArgs {
     bind: Option<SocketAddr>,
 }
 
+/// `println!` without its panic: a closed stdout (`penny serve | true`) is no reason for Penny
+/// to stop, since what it says there only reports on its work.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +84,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("penny: {err:#}");
+            // Not eprintln!: a closed stderr must not turn a failure into a panic.
+            let _ = writeln!(std::io::stderr(), "penny: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -107,12 +116,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("the listener has an address")?;
     let shutdown = shutdown_signal();
-    println!(
+    say!(
         "Penny is serving {} on http://{addr}",
         config.database.describe()
     );
     if addr.ip().is_unspecified() {
-        println!(
+        say!(
             "(every interface: from this machine, open http://localhost:{})",
             addr.port()
         );
@@ -209,7 +218,7 @@ async fn load_synthetic(count: u64) -> anyhow::Result<()> {
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let started = std::time::Instant::now();
     db.load_synthetic(count).await?;
-    println!(
+    say!(
         "{count} synthetic books are in {} ({:.1} s)",
         config.database.describe(),
         started.elapsed().as_secs_f64()
@@ -223,14 +232,14 @@ async fn init_db(reset: bool) -> anyhow::Result<()> {
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let changes = db.init_schema(reset).await?;
     if changes.loaded_penny_sql {
-        println!("Loaded penny.sql into {place}");
+        say!("Loaded penny.sql into {place}");
     }
     for migration in &changes.migrations {
-        println!("Applied migration {migration}");
+        say!("Applied migration {migration}");
     }
     if changes.keys_set > 0 {
-        println!("Set the search key of {} books", changes.keys_set);
+        say!("Set the search key of {} books", changes.keys_set);
     }
-    println!("The database is ready: {place}");
+    say!("The database is ready: {place}");
     Ok(())
 }

@@ -608,3 +608,86 @@ async fn with_stdout_not_read_every_request_line_is_written_or_counted_and_no_er
         "{log}"
     );
 }
+
+/// A pipe whose reading end is already closed, as in `penny serve | true`: every write to it
+/// fails with EPIPE.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[tokio::test]
+async fn a_closed_stdout_or_stderr_neither_stops_penny_nor_makes_it_panic() {
+    for closed in ["stdout", "stderr"] {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let mut command = penny_serve(&["--bind", &addr.to_string()], &[]);
+        if closed == "stdout" {
+            command
+                .stdout(closed_pipe())
+                .stderr(std::process::Stdio::piped());
+        } else {
+            command
+                .stderr(closed_pipe())
+                .stdout(std::process::Stdio::piped());
+        }
+        let mut penny = Child(command.spawn().unwrap());
+        let open = match closed {
+            "stdout" => read_to_end(penny.0.stderr.take().unwrap()),
+            _ => read_to_end(penny.0.stdout.take().unwrap()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if let Some(status) = penny.0.try_wait().unwrap() {
+                panic!(
+                    "{closed} closed: penny stopped, {status:?}: {}",
+                    open.join().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{closed} closed: penny never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..3 {
+            let health = common::get(addr, "/healthz", &[]).await;
+            assert_eq!(health.status, StatusCode::OK, "{closed} closed");
+        }
+        penny.signal("TERM");
+        let status = penny.wait_for_exit();
+        let open = open.join().unwrap();
+        assert_eq!(status.code(), Some(0), "{closed} closed: {open}");
+        assert!(!open.contains("panicked"), "{closed} closed: {open}");
+    }
+
+    // An error from main, with nowhere to say it: a plain failure, not a panic's 101.
+    let output = penny_serve(&[], &[("DATABASE_URL", "mysql://db.example/penny")])
+        .stderr(closed_pipe())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // The other commands' output, with nowhere to go: the work is done all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("penny.sqlite").display());
+    for args in [&["init-db"][..], &["books", "ker"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_penny"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        if args[0] == "init-db" {
+            assert!(dir.path().join("penny.sqlite").exists());
+        }
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+}
