@@ -74,9 +74,6 @@ pub fn format(
         .with_ansi(ansi)
 }
 
-/// Lines that may wait for the writer thread, at most: about a megabyte of lines.
-const QUEUE_LINES: usize = 8192;
-
 /// Lines are gathered up to this many bytes, or until none is waiting, then written at once.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -109,16 +106,9 @@ pub struct FlushOnExit {
     queue: SyncSender<Message>,
 }
 
-/// Starts the thread that writes log lines to `out` (stdout, in Penny), with `ansi` colours
-/// in its own notices as in the other lines.
+/// Starts the thread that writes log lines to `out` (stdout, in Penny), at most `queue_lines`
+/// of them waiting, with `ansi` colours in its own notices as in the other lines.
 pub fn writer(
-    out: impl Write + Send + 'static,
-    ansi: bool,
-) -> std::io::Result<(LogWriter, FlushOnExit)> {
-    writer_with_queue(out, ansi, QUEUE_LINES)
-}
-
-fn writer_with_queue(
     out: impl Write + Send + 'static,
     ansi: bool,
     queue_lines: usize,
@@ -474,8 +464,8 @@ mod tests {
     #[test]
     fn a_stalled_output_drops_info_lines_counted_and_keeps_every_error_line() {
         let out = Stalled::default();
-        let (writer, flush_on_exit) = writer_with_queue(out.clone(), false, 16).unwrap();
-        let dispatch = tracing::Dispatch::new(format(false).with_writer(writer).finish());
+        let (log_writer, flush_on_exit) = writer(out.clone(), false, 16).unwrap();
+        let dispatch = tracing::Dispatch::new(format(false).with_writer(log_writer).finish());
         tracing::dispatcher::with_default(&dispatch, || tracing::info!(n = 0, "request"));
         out.wait_for_a_write();
         // The writer thread is stuck on its first write; the queue holds 16 lines.
@@ -540,8 +530,8 @@ mod tests {
     #[test]
     fn lines_a_failed_write_lost_are_counted_and_a_dead_output_never_panics() {
         let out = Failing(Arc::new(Mutex::new((1, Vec::new()))));
-        let (writer, flush_on_exit) = writer_with_queue(out.clone(), false, 16).unwrap();
-        let dispatch = tracing::Dispatch::new(format(false).with_writer(writer).finish());
+        let (log_writer, flush_on_exit) = writer(out.clone(), false, 16).unwrap();
+        let dispatch = tracing::Dispatch::new(format(false).with_writer(log_writer).finish());
         tracing::dispatcher::with_default(&dispatch, || tracing::info!("lost"));
         while out.0.lock().unwrap().0 > 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -557,8 +547,8 @@ mod tests {
         );
 
         let dead = Failing(Arc::new(Mutex::new((usize::MAX, Vec::new()))));
-        let (writer, flush_on_exit) = writer_with_queue(dead, false, 16).unwrap();
-        let dispatch = tracing::Dispatch::new(format(false).with_writer(writer).finish());
+        let (log_writer, flush_on_exit) = writer(dead, false, 16).unwrap();
+        let dispatch = tracing::Dispatch::new(format(false).with_writer(log_writer).finish());
         tracing::dispatcher::with_default(&dispatch, || {
             for _ in 0..100 {
                 tracing::info!("nobody reads this");

@@ -98,7 +98,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // one write per line. See `penny::logging::LogWriter` for what happens when stdout stalls.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (log_writer, _flush_on_exit) =
-        penny::logging::writer(std::io::stdout(), ansi).context("cannot start the log writer")?;
+        penny::logging::writer(std::io::stdout(), ansi, config.log_queue_lines)
+            .context("cannot start the log writer")?;
     penny::logging::format(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

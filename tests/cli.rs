@@ -534,10 +534,13 @@ async fn with_stdout_not_read_every_request_line_is_written_or_counted_and_no_er
         .execute_batch("INSERT INTO books VALUES ('1', X'FFFE', 'Bytes', 'kernighan')")
         .unwrap();
     let mut penny = Child(
-        penny_serve(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+        penny_serve(
+            &["--bind", "127.0.0.1:0"],
+            &[("DATABASE_URL", &url), ("PENNY_LOG_QUEUE_LINES", "1000")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let mut stdout = std::io::BufReader::new(penny.0.stdout.take().unwrap());
     let mut banner = String::new();
@@ -550,7 +553,7 @@ async fn with_stdout_not_read_every_request_line_is_written_or_counted_and_no_er
         .parse()
         .unwrap();
 
-    // Nobody reads stdout now: its pipe fills, then Penny's queue of lines.
+    // Nobody reads stdout now: its pipe fills, then Penny's queue of 1000 lines.
     const CONNECTIONS: usize = 16;
     const EACH: usize = 750;
     let clients: Vec<_> = (0..CONNECTIONS)
