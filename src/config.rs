@@ -260,9 +260,16 @@ pub struct Config {
     /// The most requests handled at once (PENNY_MAX_IN_FLIGHT, default 1024); any more get an
     /// immediate 503 rather than a place in an ever longer queue.
     pub max_in_flight: usize,
+    /// How many log lines may wait for stdout (PENNY_LOG_QUEUE_LINES, default 128000); past
+    /// that, lines are dropped and counted until stdout takes them again (see `logging`).
+    pub log_queue_lines: usize,
 }
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// As many lines as tracing-appender queued, which Penny used before: at about 100 bytes a
+/// line, some 13 MB when full, and several seconds of a busy server's log.
+const DEFAULT_LOG_QUEUE_LINES: usize = 128_000;
 
 impl Config {
     /// Reads the process environment.
@@ -298,6 +305,13 @@ impl Config {
             1..=100_000,
         )?
         .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as usize);
+        let log_queue_lines = number(
+            &lookup,
+            "PENNY_LOG_QUEUE_LINES",
+            "a whole number from 1 to 1000000",
+            1..=1_000_000,
+        )?
+        .map_or(DEFAULT_LOG_QUEUE_LINES, |n| n as usize);
         let bind = match lookup("PORT") {
             Some(port) => {
                 let port = port
@@ -313,6 +327,7 @@ impl Config {
             pool,
             bind,
             max_in_flight,
+            log_queue_lines,
         })
     }
 }
@@ -510,24 +525,31 @@ mod tests {
         );
         let err = Config::from_lookup(|name| (name == "PORT").then(|| "http".into())).unwrap_err();
         assert_eq!(err, ConfigError::BadPort("http".into()));
-        for name in ["PENNY_QUERY_TIMEOUT_SECS", "PENNY_MAX_IN_FLIGHT"] {
+        for name in [
+            "PENNY_QUERY_TIMEOUT_SECS",
+            "PENNY_MAX_IN_FLIGHT",
+            "PENNY_LOG_QUEUE_LINES",
+        ] {
             let err = Config::from_lookup(|n| (n == name).then(|| "0".into())).unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
         }
     }
 
     #[test]
-    fn the_query_timeout_and_the_request_limit_come_from_the_environment() {
+    fn the_query_timeout_the_request_limit_and_the_log_queue_come_from_the_environment() {
         let defaults = Config::from_lookup(|_| None).unwrap();
         assert_eq!(defaults.pool.query_timeout, Duration::from_secs(5));
         assert_eq!(defaults.max_in_flight, 1024);
+        assert_eq!(defaults.log_queue_lines, 128_000);
         let config = Config::from_lookup(|name| match name {
             "PENNY_QUERY_TIMEOUT_SECS" => Some("12".into()),
             "PENNY_MAX_IN_FLIGHT" => Some(" 64 ".into()),
+            "PENNY_LOG_QUEUE_LINES" => Some("1000".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(config.pool.query_timeout, Duration::from_secs(12));
         assert_eq!(config.max_in_flight, 64);
+        assert_eq!(config.log_queue_lines, 1000);
     }
 }

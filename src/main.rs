@@ -56,6 +56,14 @@ struct ServeArgs {
     bind: Option<SocketAddr>,
 }
 
+/// `println!` without its panic: a closed stdout (`penny serve | true`) is no reason for Penny
+/// to stop, since what it says there only reports on its work.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,7 +85,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("penny: {err:#}");
+            // Not eprintln!: a closed stderr must not turn a failure into a panic.
+            let _ = writeln!(std::io::stderr(), "penny: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -85,19 +94,18 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    // Log lines go through a channel to a thread of their own, which writes whatever has queued
-    // up in one system call: no request waits on stdout, and a busy server does not make one
-    // write per line.
-    let buffered_stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking(buffered_stdout);
-    tracing_subscriber::fmt()
+    // Log lines go through a bounded queue to a thread of their own, which writes whatever has
+    // queued up in one system call: no request waits on stdout, and a busy server does not make
+    // one write per line. See `penny::logging::LogWriter` for what happens when stdout stalls.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (log_writer, _flush_on_exit) =
+        penny::logging::writer(std::io::stdout(), ansi, config.log_queue_lines)
+            .context("cannot start the log writer")?;
+    penny::logging::format(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(log_writer)
-        .fmt_fields(penny::logging::fields())
-        .with_timer(penny::logging::Timestamp)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
     let (clock, clock_warning) = Clock::from_tz(std::env::var("TZ").ok().as_deref());
@@ -110,12 +118,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("the listener has an address")?;
     let shutdown = shutdown_signal();
-    println!(
+    say!(
         "Penny is serving {} on http://{addr}",
         config.database.describe()
     );
     if addr.ip().is_unspecified() {
-        println!(
+        say!(
             "(every interface: from this machine, open http://localhost:{})",
             addr.port()
         );
@@ -230,7 +238,7 @@ async fn load_synthetic(count: u64) -> anyhow::Result<()> {
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let started = std::time::Instant::now();
     db.load_synthetic(count).await?;
-    println!(
+    say!(
         "{count} synthetic books are in {} ({:.1} s)",
         config.database.describe(),
         started.elapsed().as_secs_f64()
@@ -244,14 +252,14 @@ async fn init_db(reset: bool) -> anyhow::Result<()> {
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let changes = db.init_schema(reset).await?;
     if changes.loaded_penny_sql {
-        println!("Loaded penny.sql into {place}");
+        say!("Loaded penny.sql into {place}");
     }
     for migration in &changes.migrations {
-        println!("Applied migration {migration}");
+        say!("Applied migration {migration}");
     }
     if changes.keys_set > 0 {
-        println!("Set the search key of {} books", changes.keys_set);
+        say!("Set the search key of {} books", changes.keys_set);
     }
-    println!("The database is ready: {place}");
+    say!("The database is ready: {place}");
     Ok(())
 }

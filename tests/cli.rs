@@ -430,3 +430,267 @@ async fn a_tz_that_names_no_zone_gets_one_warning_and_utc_and_never_a_hang() {
         assert!(!log.contains("hunter2"), "{log}");
     }
 }
+
+/// A `penny` child process, killed if the test ends before it exits.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Child {
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to 10 s for the process to exit.
+    fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "penny did not exit within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `penny serve` with `args` and `env` at the default log level, no DATABASE_URL unless given.
+fn penny_serve(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_penny"));
+    command
+        .arg("serve")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("PORT")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
+    command
+}
+
+/// Reads `stream` to its end on a thread of its own.
+fn read_to_end(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Sends `count` GETs of `path` one after the other on one keep-alive connection; returns
+/// their statuses.
+async fn get_in_turn(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    count: usize,
+) -> Vec<StatusCode> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let request = hyper::Request::get(path)
+            .header("host", addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status());
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
+
+/// The total of the "N log lines were dropped" lines in `log`.
+fn reported_dropped(log: &str) -> usize {
+    log.lines()
+        .filter(|line| line.contains(" dropped: "))
+        .filter_map(|line| line.split_once(" log line"))
+        .map(|(start, _)| start.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn with_stdout_not_read_every_request_line_is_written_or_counted_and_no_error_is_lost() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("penny.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    common::init_db(&url);
+    // A row Penny cannot read, so that a search for it is a 500 and an ERROR line.
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("INSERT INTO books VALUES ('1', X'FFFE', 'Bytes', 'kernighan')")
+        .unwrap();
+    let mut penny = Child(
+        penny_serve(
+            &["--bind", "127.0.0.1:0"],
+            &[("DATABASE_URL", &url), ("PENNY_LOG_QUEUE_LINES", "1000")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut stdout = std::io::BufReader::new(penny.0.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    let addr: std::net::SocketAddr = banner
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Nobody reads stdout now: its pipe fills, then Penny's queue of 1000 lines.
+    const CONNECTIONS: usize = 16;
+    const EACH: usize = 750;
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| tokio::spawn(get_in_turn(addr, "/robots.txt", EACH)))
+        .collect();
+    for client in clients {
+        let statuses = client.await.unwrap();
+        assert!(statuses.iter().all(|status| *status == StatusCode::OK));
+    }
+    // ERROR lines wait for room, and their requests with them, until stdout is read again.
+    const FAILING: usize = 8;
+    let failing: Vec<_> = (0..FAILING)
+        .map(|_| tokio::spawn(common::get(addr, "/searchresults?author=ker", &[])))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = read_to_end(stdout);
+    for request in failing {
+        assert_eq!(
+            request.await.unwrap().status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    penny.signal("TERM");
+    let status = penny.wait_for_exit();
+    assert!(status.success(), "{status:?}");
+
+    let log = log.join().unwrap();
+    let requests = CONNECTIONS * EACH + FAILING;
+    let logged = log
+        .lines()
+        .filter(|line| line.contains(" request method="))
+        .count();
+    let dropped = reported_dropped(&log);
+    println!("{requests} requests: {logged} logged, {dropped} reported dropped");
+    assert!(
+        dropped > 0,
+        "no line says how many were dropped: {logged} of {requests} logged"
+    );
+    assert_eq!(
+        logged + dropped,
+        requests,
+        "{logged} logged, {dropped} reported dropped"
+    );
+    let errors = log
+        .lines()
+        .filter(|line| line.contains("ERROR"))
+        .collect::<Vec<_>>();
+    assert_eq!(errors.len(), FAILING, "{errors:#?}");
+    assert!(
+        errors.iter().all(|line| line.contains("request failed")),
+        "{errors:#?}"
+    );
+    assert!(
+        log.contains("WARN penny::logging: ") && log.contains("stdout was not being read"),
+        "{log}"
+    );
+}
+
+/// A pipe whose reading end is already closed, as in `penny serve | true`: every write to it
+/// fails with EPIPE.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[tokio::test]
+async fn a_closed_stdout_or_stderr_neither_stops_penny_nor_makes_it_panic() {
+    for closed in ["stdout", "stderr"] {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let mut command = penny_serve(&["--bind", &addr.to_string()], &[]);
+        if closed == "stdout" {
+            command
+                .stdout(closed_pipe())
+                .stderr(std::process::Stdio::piped());
+        } else {
+            command
+                .stderr(closed_pipe())
+                .stdout(std::process::Stdio::piped());
+        }
+        let mut penny = Child(command.spawn().unwrap());
+        let open = match closed {
+            "stdout" => read_to_end(penny.0.stderr.take().unwrap()),
+            _ => read_to_end(penny.0.stdout.take().unwrap()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if let Some(status) = penny.0.try_wait().unwrap() {
+                panic!(
+                    "{closed} closed: penny stopped, {status:?}: {}",
+                    open.join().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{closed} closed: penny never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..3 {
+            let health = common::get(addr, "/healthz", &[]).await;
+            assert_eq!(health.status, StatusCode::OK, "{closed} closed");
+        }
+        penny.signal("TERM");
+        let status = penny.wait_for_exit();
+        let open = open.join().unwrap();
+        assert_eq!(status.code(), Some(0), "{closed} closed: {open}");
+        assert!(!open.contains("panicked"), "{closed} closed: {open}");
+    }
+
+    // An error from main, with nowhere to say it: a plain failure, not a panic's 101.
+    let output = penny_serve(&[], &[("DATABASE_URL", "mysql://db.example/penny")])
+        .stderr(closed_pipe())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // The other commands' output, with nowhere to go: the work is done all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("penny.sqlite").display());
+    for args in [&["init-db"][..], &["books", "ker"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_penny"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        if args[0] == "init-db" {
+            assert!(dir.path().join("penny.sqlite").exists());
+        }
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+}
