@@ -64,6 +64,11 @@ pub enum ConfigError {
         "DATABASE_URL must start with postgres://, postgresql:// or sqlite:// (it starts with {scheme:?})"
     )]
     UnknownScheme { scheme: String },
+    #[error(
+        "DATABASE_URL has no scheme: write postgres://user:password@host/dbname, or for a SQLite \
+         file sqlite:///absolute/path.sqlite (three slashes) or sqlite://relative/path.sqlite"
+    )]
+    NoScheme,
     #[error("DATABASE_URL is not a PostgreSQL URL Penny can use: {0}")]
     BadPostgresUrl(String),
     /// The value is not repeated: a password pasted into the wrong place must not be shown.
@@ -112,8 +117,11 @@ impl DatabaseUrl {
             }
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         // Only a plausible scheme is echoed: anything else might be a secret pasted by mistake.
+        let scheme = match url.split_once("://") {
+            Some((scheme, _)) if !scheme.is_empty() => scheme,
+            _ => return Err(ConfigError::NoScheme),
+        };
         let plausible = scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric());
         Err(ConfigError::UnknownScheme {
             scheme: if plausible { scheme.into() } else { "?".into() },
@@ -400,6 +408,16 @@ mod tests {
         );
         let err = DatabaseUrl::parse(Some("hunter2-is-my-password")).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_path_or_a_word_without_a_scheme_gets_the_sqlite_form_suggested() {
+        for url in ["garbage", "/srv/penny/books.sqlite", "books.sqlite", "://x"] {
+            let err = DatabaseUrl::parse(Some(url)).unwrap_err();
+            assert_eq!(err, ConfigError::NoScheme, "{url}");
+            assert!(err.to_string().contains("sqlite:///"), "{err}");
+            assert!(!err.to_string().contains(url), "{err}");
+        }
     }
 
     fn postgres(url: &str, env: &[(&str, &str)]) -> Result<PostgresUrl, ConfigError> {
