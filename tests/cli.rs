@@ -132,7 +132,7 @@ fn serve_stops_with_one_line_when_the_sqlite_file_is_unusable() {
     let cases = [
         (
             format!("sqlite://{}/missing.sqlite", dir.path().display()),
-            "unable to open",
+            "does not exist: run `penny init-db`",
         ),
         (format!("sqlite://{}", garbage.display()), "not a database"),
         (
@@ -141,7 +141,7 @@ fn serve_stops_with_one_line_when_the_sqlite_file_is_unusable() {
         ),
         (
             format!("sqlite://{}", dir.path().display()),
-            "unable to open",
+            "is a directory",
         ),
     ];
     for (url, reason) in cases {
@@ -164,15 +164,50 @@ fn serve_stops_with_one_line_when_the_sqlite_file_is_unusable() {
 
 #[test]
 fn a_bad_database_url_is_refused_without_repeating_it() {
-    for url in ["mysql://admin:s3cr3t-pw@db.example/penny", "s3cr3t-pw"] {
+    for (url, reason) in [
+        (
+            "mysql://admin:s3cr3t-pw@db.example/penny",
+            "DATABASE_URL must start with",
+        ),
+        ("s3cr3t-pw", "has no scheme"),
+        ("/srv/s3cr3t-pw.sqlite", "sqlite:///absolute/path.sqlite"),
+    ] {
         let output = run_penny(&["serve"], &[("DATABASE_URL", url)], None);
-        assert_one_clear_line(&output, "DATABASE_URL must start with");
+        assert_one_clear_line(&output, reason);
         assert!(
             !stderr(&output).contains("s3cr3t-pw"),
             "{}",
             stderr(&output)
         );
     }
+}
+
+#[test]
+fn a_sqlite_file_penny_may_not_write_is_a_permission_error_that_says_what_to_do() {
+    // As the image's user finds a directory mounted from the host: owned by someone else.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/penny.sqlite", dir.path().display());
+    let root = std::fs::metadata("/proc/self")
+        .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == 0)
+        .unwrap_or(false);
+    let output = if root {
+        // Root may write anywhere: run Penny as nobody, in a directory only root may write.
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(dir.path(), mode).unwrap();
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_penny"), "init-db"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("runuser runs")
+    } else {
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o555);
+        std::fs::set_permissions(dir.path(), mode).unwrap();
+        run_penny(&["init-db"], &[("DATABASE_URL", &url)], None)
+    };
+    assert_one_clear_line(&output, "permission denied");
+    let err = stderr(&output);
+    assert!(err.contains("--user"), "{err}");
+    assert!(!err.contains("unable to open"), "{err}");
 }
 
 #[tokio::test]

@@ -88,6 +88,9 @@ impl SqliteDb {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
+        if let Some(problem) = access_problem(&path, create) {
+            return Err(DbError::Setup(problem));
+        }
         // A lock another process holds is waited on for the query timeout, then given up on.
         let busy_timeout = config.query_timeout;
         let manager = SqliteConnectionManager::file(&path)
@@ -419,6 +422,80 @@ fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
         author: row.get(1)?,
         title: row.get(2)?,
     })
+}
+
+/// What stops Penny from using the file at `path` (creating it, with `create`), in words that
+/// say what to do, before SQLite's own "unable to open database file" would say it less well.
+/// SQLite needs to write next to the file too (its journal), so the directory counts.
+fn access_problem(path: &Path, create: bool) -> Option<String> {
+    use std::io::ErrorKind;
+    let what = describe(path);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let denied = |target: &Path| {
+        format!(
+            "permission denied: {what}: Penny (running as {}) cannot write {}. Give that user \
+             the directory and the file (chown or chmod), or, in Docker, run the image with \
+             --user \"$(id -u):$(id -g)\" so that it writes as you do",
+            process_user(),
+            target.display()
+        )
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some(format!("{what} is a directory, not a database file")),
+        Ok(_) => {
+            let writable = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path);
+            match writable {
+                Err(err) if err.kind() == ErrorKind::PermissionDenied => Some(denied(path)),
+                // Writing (init-db) needs the directory too, for SQLite's journal.
+                _ if create && dir_is_read_only(dir) => Some(denied(dir)),
+                _ => None,
+            }
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            if !create {
+                Some(format!(
+                    "{what} does not exist: run `penny init-db` with the same DATABASE_URL to \
+                     create it"
+                ))
+            } else if !dir.is_dir() {
+                Some(format!(
+                    "cannot create {what}: the directory {} does not exist",
+                    dir.display()
+                ))
+            } else if dir_is_read_only(dir) {
+                Some(denied(dir))
+            } else {
+                None
+            }
+        }
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => Some(denied(path)),
+        Err(_) => None,
+    }
+}
+
+/// Whether a file cannot be made in `dir` by this process.
+fn dir_is_read_only(dir: &Path) -> bool {
+    let probe = dir.join(format!(".penny-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(err) => err.kind() == std::io::ErrorKind::PermissionDenied,
+    }
+}
+
+/// "uid N" of this process, for the permission message, where /proc tells.
+fn process_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map_or("its own user".into(), |meta| format!("uid {}", meta.uid()))
 }
 
 fn describe(path: &Path) -> String {
