@@ -14,9 +14,32 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-/// Penny: find books by author. Reads DATABASE_URL (unset: the bundled demo), PORT and RUST_LOG.
+/// What `penny --help` lists under its commands: every setting Penny reads, with its default.
+const ENVIRONMENT: &str = "\
+Environment:
+  DATABASE_URL              postgres://user:password@host/db, sqlite:///abs/path.sqlite or
+                            sqlite://relative.sqlite [unset: the bundled demo]
+  PORT                      listen on 0.0.0.0:PORT [unset: 127.0.0.1:8000]
+  PENNY_POOL_SIZE           most database connections per process [10]
+  PENNY_POOL_TIMEOUT_SECS   longest wait for a free connection [3]
+  PENNY_POOL_IDLE_SECS      an unused connection is closed after [300]
+  PENNY_POOL_LIFETIME_SECS  every connection is replaced after [1800]
+  PENNY_QUERY_TIMEOUT_SECS  longest a query may run or wait for a lock [5]
+  PENNY_MAX_IN_FLIGHT       most requests handled at once; more get 503 [1024]
+  PENNY_LOG_QUEUE_LINES     log lines held while stdout is slow [128000]
+  PENNY_PGBOUNCER           true when DATABASE_URL leads to PgBouncer in transaction mode
+  PGSSLMODE, PGSSLROOTCERT  PostgreSQL TLS, as libpq reads them [prefer, the system's CAs]
+  TZ                        the clock's time zone, by IANA name [the system's]
+  RUST_LOG                  log level and filters [info]";
+
+/// Penny: find books by author, on the bundled demo, a SQLite file or PostgreSQL.
 #[derive(Parser)]
-#[command(name = "penny", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "penny",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = ENVIRONMENT
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -97,14 +120,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Log lines go through a bounded queue to a thread of their own, which writes whatever has
     // queued up in one system call: no request waits on stdout, and a busy server does not make
     // one write per line. See `penny::logging::LogWriter` for what happens when stdout stalls.
+    // An unset RUST_LOG means info; one that cannot be read is said once, below.
+    let filter = match std::env::var_os("RUST_LOG") {
+        None => Ok(EnvFilter::new("info")),
+        Some(_) => EnvFilter::try_from_default_env(),
+    };
+    let filter_problem = filter.as_ref().err().map(ToString::to_string);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (log_writer, _flush_on_exit) =
         penny::logging::writer(std::io::stdout(), ansi, config.log_queue_lines)
             .context("cannot start the log writer")?;
     penny::logging::format(ansi)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter.unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(log_writer)
         .init();
 
@@ -129,6 +156,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     // Logged after the banner, which stays the first line.
+    if let Some(problem) = filter_problem {
+        tracing::warn!("RUST_LOG is not a filter Penny can read ({problem}); logging at info");
+    }
     if let Some(warning) = clock_warning {
         tracing::warn!("{warning}");
     }

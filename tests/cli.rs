@@ -39,6 +39,45 @@ fn help_lists_every_command() {
 }
 
 #[test]
+fn help_lists_every_setting_penny_reads_from_the_environment() {
+    let help = stdout(&run_penny(&["--help"], &[], None));
+    let source: String = ["config.rs", "main.rs", "clock.rs", "logging.rs"]
+        .iter()
+        .map(|file| std::fs::read_to_string(format!("src/{file}")).unwrap())
+        .collect();
+    // Every quoted variable name the sources read.
+    let names: std::collections::BTreeSet<&str> = source
+        .split('"')
+        .filter(|word| {
+            (word.starts_with("PENNY_") || word.starts_with("PG"))
+                && word.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+        .chain(["DATABASE_URL", "PORT", "TZ", "RUST_LOG"])
+        .collect();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        assert!(help.contains(name), "{name} missing from --help:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_rust_log_is_said_once_and_penny_logs_at_info() {
+    let penny = RunningPenny::start(
+        &["--bind", "127.0.0.1:0"],
+        &[("RUST_LOG", "penny=loud[")],
+        None,
+    );
+    assert_eq!(
+        common::get(penny.addr, "/", &[]).await.status,
+        StatusCode::OK
+    );
+    let log = penny.wait_for_log("request method=GET", Duration::from_secs(5));
+    assert_eq!(log.matches("RUST_LOG is not a filter").count(), 1, "{log}");
+    assert!(log.contains(" INFO "), "at info: {log}");
+    assert!(!log.contains(" DEBUG "), "{log}");
+}
+
+#[test]
 fn books_prints_the_matching_books_from_the_demo() {
     let output = run_penny(&["books", "KER"], &[], None);
     assert!(output.status.success(), "{}", stderr(&output));
