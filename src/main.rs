@@ -11,6 +11,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -267,13 +268,67 @@ async fn load_synthetic(count: u64) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let started = std::time::Instant::now();
-    db.load_synthetic(count).await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = tokio::spawn(show_progress(count, done.clone()));
+    let loaded = db.load_synthetic(count, done).await;
+    progress.abort();
+    let _ = progress.await;
+    loaded?;
     say!(
         "{count} synthetic books are in {} ({:.1} s)",
         config.database.describe(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Shows on stderr how many of `count` books are `done`, until aborted: a progress bar on a
+/// terminal, otherwise a plain line at every tenth (a log or CI reads those better).
+async fn show_progress(count: u64, done: Arc<AtomicU64>) {
+    let tick = std::time::Duration::from_millis(100);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(count).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {human_pos}/{human_len} books, {eta} left {msg}",
+            )
+            .expect("the template is valid"),
+        );
+        // Cleared when this task is aborted, so the summary line stands alone.
+        struct Clear(indicatif::ProgressBar);
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                self.0.finish_and_clear();
+            }
+        }
+        let bar = Clear(bar);
+        loop {
+            let position = done.load(Ordering::Relaxed);
+            bar.0.set_position(position);
+            if position >= count {
+                bar.0.set_message("(now the index and statistics)");
+            }
+            tokio::time::sleep(tick).await;
+        }
+    } else {
+        let mut reported = 0;
+        loop {
+            let tenths = done.load(Ordering::Relaxed) * 10 / count.max(1);
+            if tenths > reported {
+                reported = tenths;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "penny: {} of {count} books written{}",
+                    done.load(Ordering::Relaxed).min(count),
+                    if tenths >= 10 {
+                        "; now the index and statistics"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            tokio::time::sleep(tick).await;
+        }
+    }
 }
 
 async fn init_db(reset: bool) -> anyhow::Result<()> {

@@ -768,3 +768,23 @@ async fn a_closed_stdout_or_stderr_neither_stops_penny_nor_makes_it_panic() {
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
 }
+
+#[test]
+fn load_synthetic_says_how_far_it_is_in_plain_lines_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/penny.sqlite", dir.path().display());
+    let env = [("DATABASE_URL", url.as_str())];
+    assert!(run_penny(&["init-db"], &env, None).status.success());
+    let output = run_penny(&["load-synthetic", "30000"], &env, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let progress = stderr(&output);
+    let lines: Vec<&str> = progress.lines().collect();
+    assert!(!lines.is_empty(), "no progress at all");
+    assert!(
+        lines.iter().all(|line| line.starts_with("penny: ")
+            && line.contains(" of 30000 books written")
+            && !line.contains('\r')),
+        "{progress}"
+    );
+    assert!(stdout(&output).contains("30000 synthetic books are in"));
+}

@@ -328,10 +328,16 @@ impl Db {
 
     /// Loads `count` synthetic books (see `synthetic`) in bulk: COPY on PostgreSQL, one
     /// transaction on SQLite. Books already there are left as they are, so it can be rerun.
-    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+    /// `done` counts the books written so far, for a progress bar; the index and statistics
+    /// are brought up to date after the last one.
+    pub async fn load_synthetic(
+        &self,
+        count: u64,
+        done: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<(), DbError> {
         self.observe(match &self.backend {
-            Backend::Sqlite(db) => db.load_synthetic(count).await,
-            Backend::Postgres(db) => db.load_synthetic(count).await,
+            Backend::Sqlite(db) => db.load_synthetic(count, done).await,
+            Backend::Postgres(db) => db.load_synthetic(count, &done).await,
         })
     }
 

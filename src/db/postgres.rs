@@ -290,7 +290,7 @@ impl PostgresDb {
     }
 
     /// COPY into a temporary table, then one INSERT that skips ISBNs already present.
-    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+    pub async fn load_synthetic(&self, count: u64, done: &AtomicU64) -> Result<(), DbError> {
         let mut conn = self.checkout().await?;
         let tx = conn.client.transaction().await.map_err(classify)?;
         tx.batch_execute(
@@ -314,10 +314,11 @@ impl PostgresDb {
                 let line = format!("{}\t{}\t{}\t{key}\n", book.isbn, book.author, book.title);
                 chunk.push_str(&line);
             }
-            index = end;
             sink.send(bytes::Bytes::from(chunk))
                 .await
                 .map_err(classify)?;
+            done.fetch_add(end - index, Ordering::Relaxed);
+            index = end;
         }
         sink.as_mut().finish().await.map_err(classify)?;
         tx.batch_execute(

@@ -246,9 +246,16 @@ impl SqliteDb {
             .await
     }
 
-    pub async fn load_synthetic(&self, count: u64) -> Result<(), DbError> {
+    pub async fn load_synthetic(
+        &self,
+        count: u64,
+        done: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<(), DbError> {
         self.run(move |conn| {
-            insert_books(conn, (0..count).map(synthetic::book))?;
+            let books = (0..count).map(synthetic::book).inspect(|_| {
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+            insert_books(conn, books)?;
             conn.execute_batch("ANALYZE books")?;
             Ok(())
         })
