@@ -11,7 +11,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// Penny: find books by author. Reads DATABASE_URL (unset: the bundled demo), PORT and RUST_LOG.
@@ -102,9 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (clock, clock_warning) = Clock::from_tz(std::env::var("TZ").ok().as_deref());
     let db = Db::open(&config.database, &config.pool).await?;
     let bind = args.bind.unwrap_or(config.bind);
-    let listener = TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = server::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener
         .local_addr()
         .context("the listener has an address")?;

@@ -9,9 +9,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
 /// Limits that protect the server from slow or greedy clients.
@@ -36,6 +37,24 @@ impl Default for ServerOptions {
             max_in_flight: 1024,
         }
     }
+}
+
+/// How many connections the kernel may queue before Penny accepts them; it caps this at
+/// net.core.somaxconn. The standard library's 128 made a burst of connects wait out SYN
+/// retransmits (a second and more) while Penny had the capacity to take them.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr` with a backlog of `LISTEN_BACKLOG`. Must be called within a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted Penny can listen while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains connections. Returns once

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestApp, TestDb};
+use common::{Backend, RunningPenny, TestApp, TestDb};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
 use penny::db::{Db, Position};
@@ -394,4 +394,38 @@ async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
             );
         }
     }
+}
+
+#[test]
+fn penny_listens_with_a_backlog_of_1024_or_all_the_kernel_allows() {
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("Linux says how long a listen queue may be")
+        .trim()
+        .parse()
+        .unwrap();
+    let filter = format!("sport = :{}", penny.addr.port());
+    let listing = match std::process::Command::new("ss")
+        .args(["-ltnH", &filter])
+        .output()
+    {
+        Ok(output) if output.status.success() => String::from_utf8(output.stdout).unwrap(),
+        failed => {
+            let message = format!("SKIPPED: cannot run `ss` (iproute2): {failed:?}");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("{message}");
+            return;
+        }
+    };
+    // State, Recv-Q, Send-Q (for a listening socket: its backlog), local and peer address.
+    let backlog: u32 = listing
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no listening socket in {listing:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        backlog >= somaxconn.min(1024),
+        "backlog {backlog}, somaxconn {somaxconn}: {listing}"
+    );
 }
