@@ -75,20 +75,22 @@ pub async fn serve(
     // rather than queued, since waiting longer only adds to a backlog.
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut failing = AcceptFailures::default();
 
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
+                    failing.failed(&err);
                     // Usually out of file descriptors: wait a little instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        failing.accepted();
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let in_flight = in_flight.clone();
@@ -123,12 +125,55 @@ pub async fn serve(
         });
     }
 
+    failing.stopped();
     drop(listener);
     tracing::info!("shutting down: finishing requests in flight");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
+        }
+    }
+}
+
+/// A run of failed accepts (usually: out of file descriptors), logged once when it starts and
+/// once when it ends, not 20 times a second while it lasts.
+#[derive(Default)]
+struct AcceptFailures {
+    /// When the run began and how many accepts have failed in it; `None` while accepting works.
+    run: Option<(Instant, u64)>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, err: &std::io::Error) {
+        match &mut self.run {
+            Some((_, count)) => *count += 1,
+            None => {
+                tracing::warn!(error = %err, "accept failed; retrying every 50 ms");
+                self.run = Some((Instant::now(), 1));
+            }
+        }
+    }
+
+    /// Accepting works again: says how long it did not.
+    fn accepted(&mut self) {
+        if let Some((since, count)) = self.run.take() {
+            tracing::warn!(
+                failed = count,
+                millis = since.elapsed().as_millis() as u64,
+                "accepting connections again"
+            );
+        }
+    }
+
+    /// The server stops accepting with accepts still failing.
+    fn stopped(&mut self) {
+        if let Some((since, count)) = self.run.take() {
+            tracing::warn!(
+                failed = count,
+                millis = since.elapsed().as_millis() as u64,
+                "accepts were still failing at shutdown"
+            );
         }
     }
 }

@@ -429,3 +429,48 @@ fn penny_listens_with_a_backlog_of_1024_or_all_the_kernel_allows() {
         "backlog {backlog}, somaxconn {somaxconn}: {listing}"
     );
 }
+
+/// The `penny` binary on the bundled demo, allowed `fds` open file descriptors.
+fn penny_with_fd_limit(fds: u32) -> RunningPenny {
+    RunningPenny::start_binary(
+        std::path::Path::new("/bin/bash"),
+        &[
+            "-c",
+            &format!("ulimit -n {fds} && exec \"$0\" --bind 127.0.0.1:0"),
+            env!("CARGO_BIN_EXE_penny"),
+        ],
+        &[],
+        None,
+    )
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_is_logged_once_and_its_end_with_a_count() {
+    let penny = penny_with_fd_limit(64);
+    // More connections than Penny has descriptors: those it cannot accept wait in the backlog.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(penny.addr).await.unwrap());
+    }
+    penny.wait_for_log("accept failed", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(idle);
+
+    let log = penny.wait_for_log("accepting connections again", Duration::from_secs(10));
+    assert_eq!(log.matches("accept failed").count(), 1, "{log}");
+    let summary = log
+        .lines()
+        .find(|line| line.contains("accepting connections again"))
+        .unwrap();
+    let failed: u64 = summary
+        .split_once("failed=")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {summary:?}"));
+    // A second of failures, retried every 50 ms.
+    assert!(failed >= 5, "{summary}");
+    assert_eq!(
+        common::get(penny.addr, "/healthz", &[]).await.status,
+        StatusCode::OK
+    );
+}
