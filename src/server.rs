@@ -147,9 +147,7 @@ pub async fn serve(
         tokio::spawn(async move {
             match close_when_stalled(connection, &activity, stall_timeout, &stopping).await {
                 Some(Ok(())) => {}
-                Some(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
-                }
+                Some(Err(err)) => log_connection_error(&err, peer, &activity),
                 None => tracing::info!(%peer, "closed a connection on which nothing moved"),
             }
         });
@@ -219,6 +217,9 @@ struct Activity {
     progress: AtomicU64,
     /// Requests of this connection being handled now.
     handling: AtomicUsize,
+    /// Bytes have arrived since the last ones went out: a request has begun that has not been
+    /// answered (or one came with the previous, pipelined, which this cannot tell).
+    unanswered: AtomicBool,
 }
 
 /// A request being handled on a connection, counted in its `Activity` until dropped.
@@ -245,8 +246,14 @@ struct Watched {
 }
 
 impl Watched {
-    fn moved(&self) {
+    fn read_some(&self) {
         self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        self.activity.unanswered.store(true, Ordering::Relaxed);
+    }
+
+    fn wrote_some(&self) {
+        self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        self.activity.unanswered.store(false, Ordering::Relaxed);
     }
 }
 
@@ -259,7 +266,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.moved();
+            self.read_some();
         }
         polled
     }
@@ -273,7 +280,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.moved();
+            self.wrote_some();
         }
         polled
     }
@@ -285,7 +292,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.moved();
+            self.wrote_some();
         }
         polled
     }
@@ -342,5 +349,41 @@ async fn close_when_stalled<F: Future>(
         if now.duration_since(quiet_since) >= bound {
             return None;
         }
+    }
+}
+
+/// Logs how a connection ended with an error. A request hyper refused before Penny saw it gets
+/// the access log's line, with the status hyper answered; a request head that did not arrive
+/// within the header timeout gets a line that says it was not answered. The rest (a client that
+/// went away, an idle keep-alive connection timing out) is routine, and only debug.
+fn log_connection_error(err: &hyper::Error, peer: SocketAddr, activity: &Activity) {
+    if let Some(status) = refused_status(err) {
+        tracing::info!(status, error = %err, "request");
+    } else if err.is_timeout() && activity.unanswered.load(Ordering::Relaxed) {
+        tracing::info!(
+            error = %err,
+            "request not answered: its head was not complete within the header timeout"
+        );
+    } else {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// The status hyper answers a request it cannot parse with, as its HTTP/1 server decides in
+/// `on_error` (hyper 1.x, src/proto/h1/role.rs): 431 for a head over the size limit, 414 for a
+/// URI over 64 KiB, 400 for any other bad request line or header. `None` when it answers
+/// nothing: an HTTP/2 preface, and its own internal errors.
+fn refused_status(err: &hyper::Error) -> Option<u16> {
+    if !err.is_parse() || err.is_parse_version_h2() || err.is_parse_status() {
+        return None;
+    }
+    // hyper tells these apart only in its message; an error is rare enough to format one.
+    let message = err.to_string();
+    if err.is_parse_too_large() {
+        Some(if message == "URI too long" { 414 } else { 431 })
+    } else if message.starts_with("internal error") {
+        None
+    } else {
+        Some(400)
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, RunningPenny, TestApp, TestDb};
+use common::{Backend, CapturedLog, RunningPenny, TestApp, TestDb};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
 use penny::db::{Db, Position};
@@ -596,4 +596,65 @@ async fn stalled_clients_holding_every_descriptor_are_dropped_and_sigterm_does_n
     );
     eprintln!("a visitor locked out was served after {waited:?}; exit {took:?} after SIGTERM");
     drop(stalled);
+}
+
+#[tokio::test]
+async fn requests_hyper_refuses_are_logged_with_the_status_it_sent() {
+    let log = CapturedLog::start();
+    let options = ServerOptions {
+        header_timeout: Duration::from_millis(500),
+        // Room for a URI over hyper's own limit of 64 KiB, which it answers 414.
+        max_header_bytes: 96 * 1024,
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(TestDb::create(Backend::Bundled).await, options).await;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70 * 1024));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    for (request, status) in [
+        ("GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\nX Bad: 1\r\n\r\n", 400),
+        (long_uri.as_str(), 414),
+        (big_head.as_str(), 431),
+    ] {
+        let before = log.text().matches("request status=").count();
+        let answer = app.raw(request.as_bytes()).await;
+        let shown = &request[..request.len().min(30)];
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{shown}: {}",
+            &answer[..answer.len().min(100)]
+        );
+        let text = log
+            .wait_for(&format!("request status={status}"), Duration::from_secs(2))
+            .await;
+        assert_eq!(
+            text.matches("request status=").count(),
+            before + 1,
+            "{shown}: {text}"
+        );
+    }
+
+    // An idle connection timing out is no request; a request head cut short is one.
+    let mut buffer = [0u8; 1024];
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    assert!(matches!(idle.read(&mut buffer).await, Ok(0) | Err(_)));
+    let mut partial = TcpStream::connect(app.addr).await.unwrap();
+    partial
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(matches!(partial.read(&mut buffer).await, Ok(0) | Err(_)));
+    let text = log
+        .wait_for("request not answered", Duration::from_secs(2))
+        .await;
+    assert_eq!(text.matches("request not answered").count(), 1, "{text}");
+    // The requests Penny itself answers keep their one line each.
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    let text = log
+        .wait_for("path=/healthz status=200", Duration::from_secs(2))
+        .await;
+    assert_eq!(text.matches("path=/healthz").count(), 1, "{text}");
 }
