@@ -2,9 +2,12 @@
 //! request, closes connections that stall, and on shutdown stops accepting, lets in-flight
 //! requests finish and closes idle keep-alive connections.
 
+use crate::error::AppError;
 use crate::routes::{self, App};
+use hyper::header::{HOST, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -120,9 +123,10 @@ pub async fn serve(
             async move {
                 let _handling = handling;
                 let started = Instant::now();
-                let response = match admitted {
-                    Some(_admitted) => routes::handle(&app, &req).await,
-                    None => routes::overloaded(&app, &req),
+                let response = match (check_framing(&req), admitted) {
+                    (Err(err), _) => routes::refused(&app, &req, &err),
+                    (Ok(()), Some(_admitted)) => routes::handle(&app, &req).await,
+                    (Ok(()), None) => routes::overloaded(&app, &req),
                 };
                 tracing::info!(
                     method = %req.method(),
@@ -204,6 +208,24 @@ impl AcceptFailures {
                 "accepts were still failing at shutdown"
             );
         }
+    }
+}
+
+/// Refuses what hyper lets through but HTTP/1.1 forbids (RFC 9112): a request without a Host
+/// (HTTP/1.0 may omit it) or with two, and a transfer coding other than one `chunked`.
+fn check_framing<B>(req: &Request<B>) -> Result<(), AppError> {
+    let headers = req.headers();
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == Version::HTTP_11 => return Err(AppError::NoHost),
+        (Some(_), Some(_)) => return Err(AppError::ManyHosts),
+        _ => {}
+    }
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(coding), None) if coding.as_bytes().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(AppError::TransferEncoding),
     }
 }
 
