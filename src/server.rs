@@ -58,7 +58,7 @@ impl Default for ServerOptions {
 }
 
 /// How many connections the kernel may queue before Penny accepts them; it caps this at
-/// net.core.somaxconn. The standard library's 128 made a burst of connects wait out SYN
+/// net.core.somaxconn. The 128 of `TcpListener::bind` made a burst of connects wait out SYN
 /// retransmits (a second and more) while Penny had the capacity to take them.
 pub const LISTEN_BACKLOG: u32 = 1024;
 
