@@ -19,12 +19,25 @@ pub enum AppError {
     Database(#[from] DbError),
     #[error("too many requests in flight")]
     Overloaded,
+    /// RFC 9112 3.2: an HTTP/1.1 request must name its host, once.
+    #[error("An HTTP/1.1 request must have a Host header.")]
+    NoHost,
+    #[error("A request must not have more than one Host header.")]
+    ManyHosts,
+    /// A transfer coding other than a single `chunked`, the only one Penny reads (hyper refuses
+    /// a request whose last coding is not `chunked`, but not `chunked, chunked`).
+    #[error("Penny reads no Transfer-Encoding but a single chunked.")]
+    TransferEncoding,
 }
 
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::BadInput(_) | AppError::NoAuthor => StatusCode::BAD_REQUEST,
+            AppError::BadInput(_)
+            | AppError::NoAuthor
+            | AppError::NoHost
+            | AppError::ManyHosts
+            | AppError::TransferEncoding => StatusCode::BAD_REQUEST,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Database(DbError::Query(_)) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -35,7 +48,11 @@ impl AppError {
     /// A heading and a sentence for the visitor. For a 5xx these are generic on purpose.
     pub fn explain(&self) -> (&'static str, String) {
         match self {
-            AppError::BadInput(_) | AppError::NoAuthor => ("Bad request", self.to_string()),
+            AppError::BadInput(_)
+            | AppError::NoAuthor
+            | AppError::NoHost
+            | AppError::ManyHosts
+            | AppError::TransferEncoding => ("Bad request", self.to_string()),
             AppError::NotFound => ("Page not found", self.to_string()),
             AppError::MethodNotAllowed => ("Method not allowed", self.to_string()),
             AppError::Database(DbError::Query(_)) => (

@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - `config`: settings from the environment; DATABASE_URL parsed once into a typed value.
-//! - `server`: the accept loop, per-request logging and graceful shutdown.
+//! - `server`: binding, the accept loop, per-request logging, stalled connections and graceful
+//!   shutdown.
 //! - `routes`: one match from path to handler; errors become pages here.
 //! - `views`: the maud templates, pure functions of plain data.
 //! - `input`: query strings, the author and the cookie, checked and decoded.

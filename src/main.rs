@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// What `penny --help` lists under its commands: every setting Penny reads, with its default.
@@ -139,9 +138,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (clock, clock_warning) = Clock::from_tz(std::env::var("TZ").ok().as_deref());
     let db = Db::open(&config.database, &config.pool).await?;
     let bind = args.bind.unwrap_or(config.bind);
-    let listener = TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = server::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener
         .local_addr()
         .context("the listener has an address")?;

@@ -60,7 +60,13 @@ pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
 /// The answer to a request that arrives while the server is at its limit of requests in flight:
 /// a 503 (page or JSON, as for any error) that asks to come back in a second.
 pub fn overloaded<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let mut response = error_response(app, req, &AppError::Overloaded);
+    refused(app, req, &AppError::Overloaded)
+}
+
+/// The answer to a request refused before it is routed (overload, bad framing): the error's
+/// page or JSON, with the security headers.
+pub fn refused<B>(app: &App, req: &Request<B>, err: &AppError) -> Response<Body> {
+    let mut response = error_response(app, req, err);
     add_security_headers(response.headers_mut());
     response
 }
@@ -78,6 +84,11 @@ fn error_response<B>(app: &App, req: &Request<B>, err: &AppError) -> Response<Bo
     let headers = response.headers_mut();
     if matches!(err, AppError::MethodNotAllowed) {
         headers.insert(header::ALLOW, ALLOW);
+    }
+    if matches!(err, AppError::TransferEncoding) {
+        // Where the body ends cannot be trusted, so neither can whatever follows it: hyper
+        // closes the connection after this answer instead of reading a next request.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         // Outages and overload here pass in seconds; a well-behaved client comes back soon.

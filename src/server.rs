@@ -1,17 +1,26 @@
 //! The HTTP server: an accept loop that hands each connection to hyper, logs one line per
-//! request, and on shutdown stops accepting, lets in-flight requests finish and closes idle
-//! keep-alive connections.
+//! request, closes connections that stall, and on shutdown stops accepting, lets in-flight
+//! requests finish and closes idle keep-alive connections.
 
+use crate::error::AppError;
 use crate::routes::{self, App};
+use hyper::header::{HOST, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 /// Limits that protect the server from slow or greedy clients.
@@ -25,7 +34,16 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// The most requests handled at once; any more are answered 503 at once.
     pub max_in_flight: usize,
+    /// A connection on which no byte moves either way for this long, while none of its requests
+    /// is being handled, is closed: a client that stops reading its answers (or sending) must
+    /// not keep a descriptor and the kernel's buffers for ever. Once shutdown has begun the
+    /// bound is `SHUTDOWN_STALL_TIMEOUT`, if shorter.
+    pub stall_timeout: Duration,
 }
+
+/// The stall bound once shutdown has begun: a connection that moves nothing for this long is
+/// not going to finish within the grace period either.
+pub const SHUTDOWN_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -34,8 +52,27 @@ impl Default for ServerOptions {
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(9),
             max_in_flight: 1024,
+            stall_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How many connections the kernel may queue before Penny accepts them; it caps this at
+/// net.core.somaxconn. The 128 of `TcpListener::bind` made a burst of connects wait out SYN
+/// retransmits (a second and more) while Penny had the capacity to take them.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr` with a backlog of `LISTEN_BACKLOG`. Must be called within a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted Penny can listen while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains connections. Returns once
@@ -55,33 +92,41 @@ pub async fn serve(
     // Requests being handled now, against the limit: past it a request is refused at once
     // rather than queued, since waiting longer only adds to a backlog.
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut failing = AcceptFailures::default();
 
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
+                    failing.failed(&err);
                     // Usually out of file descriptors: wait a little instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        failing.accepted();
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
         let app = app.clone();
         let in_flight = in_flight.clone();
+        let service_activity = activity.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
             // Held until the request's future is dropped, also when the client goes away.
             let admitted = in_flight.clone().try_acquire_owned().ok();
+            let handling = Handling::start(&service_activity);
             async move {
+                let _handling = handling;
                 let started = Instant::now();
-                let response = match admitted {
-                    Some(_admitted) => routes::handle(&app, &req).await,
-                    None => routes::overloaded(&app, &req),
+                let response = match (check_framing(&req), admitted) {
+                    (Err(err), _) => routes::refused(&app, &req, &err),
+                    (Ok(()), Some(_admitted)) => routes::handle(&app, &req).await,
+                    (Ok(()), None) => routes::overloaded(&app, &req),
                 };
                 tracing::info!(
                     method = %req.method(),
@@ -96,20 +141,271 @@ pub async fn serve(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(Watched {
+            stream,
+            activity: activity.clone(),
+        });
+        let connection = graceful.watch(http.serve_connection(io, service));
+        let stall_timeout = options.stall_timeout;
+        let stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            match close_when_stalled(connection, &activity, stall_timeout, &stopping).await {
+                Some(Ok(())) => {}
+                Some(Err(err)) => log_connection_error(&err, peer, &activity),
+                None => tracing::info!(%peer, "closed a connection on which nothing moved"),
             }
         });
     }
 
+    failing.stopped();
     drop(listener);
+    stopping.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: finishing requests in flight");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
+    }
+}
+
+/// A run of failed accepts (usually: out of file descriptors), logged once when it starts and
+/// once when it ends, not 20 times a second while it lasts.
+#[derive(Default)]
+struct AcceptFailures {
+    /// When the run began and how many accepts have failed in it; `None` while accepting works.
+    run: Option<(Instant, u64)>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, err: &std::io::Error) {
+        match &mut self.run {
+            Some((_, count)) => *count += 1,
+            None => {
+                tracing::warn!(error = %err, "accept failed; retrying every 50 ms");
+                self.run = Some((Instant::now(), 1));
+            }
+        }
+    }
+
+    /// Accepting works again: says how long it did not.
+    fn accepted(&mut self) {
+        if let Some((since, count)) = self.run.take() {
+            tracing::warn!(
+                failed = count,
+                millis = since.elapsed().as_millis() as u64,
+                "accepting connections again"
+            );
+        }
+    }
+
+    /// The server stops accepting with accepts still failing.
+    fn stopped(&mut self) {
+        if let Some((since, count)) = self.run.take() {
+            tracing::warn!(
+                failed = count,
+                millis = since.elapsed().as_millis() as u64,
+                "accepts were still failing at shutdown"
+            );
+        }
+    }
+}
+
+/// Refuses what hyper lets through but HTTP/1.1 forbids (RFC 9112): a request without a Host
+/// (HTTP/1.0 may omit it) or with two, and a transfer coding other than one `chunked`.
+fn check_framing<B>(req: &Request<B>) -> Result<(), AppError> {
+    let headers = req.headers();
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == Version::HTTP_11 => return Err(AppError::NoHost),
+        (Some(_), Some(_)) => return Err(AppError::ManyHosts),
+        _ => {}
+    }
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(coding), None) if coding.as_bytes().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(AppError::TransferEncoding),
+    }
+}
+
+/// What one connection is doing, shared by its socket (which counts the bytes that move), its
+/// service (which counts the requests being handled) and the task that closes it if it stalls.
+/// Touched with relaxed atomics only: it is read once a second, and a count a little stale
+/// only moves a close by a second.
+#[derive(Default)]
+struct Activity {
+    /// Goes up on every read or write that moves at least a byte; only compared with itself.
+    progress: AtomicU64,
+    /// Requests of this connection being handled now.
+    handling: AtomicUsize,
+    /// Bytes have arrived since the last ones went out: a request has begun that has not been
+    /// answered (or one came with the previous, pipelined, which this cannot tell).
+    unanswered: AtomicBool,
+}
+
+/// A request being handled on a connection, counted in its `Activity` until dropped.
+struct Handling(Arc<Activity>);
+
+impl Handling {
+    fn start(activity: &Arc<Activity>) -> Handling {
+        activity.handling.fetch_add(1, Ordering::Relaxed);
+        Handling(activity.clone())
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's socket that counts, in `activity`, every read and write that moves bytes.
+/// Nothing else: no clock is read and no timer reset here, on the path of every request.
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Watched {
+    fn read_some(&self) {
+        self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        self.activity.unanswered.store(true, Ordering::Relaxed);
+    }
+
+    fn wrote_some(&self) {
+        self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        self.activity.unanswered.store(false, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.read_some();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.wrote_some();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.wrote_some();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How often a connection checks whether it has stalled (more often if the bound is shorter).
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs `connection` to its end, or drops it (closing the socket) once no byte has moved on it
+/// for `timeout` while none of its requests was being handled, or for `SHUTDOWN_STALL_TIMEOUT`
+/// once `stopping` is set; `None` then. A request being handled is never cut, however long it
+/// waits on the database: the bound counts from the last check that saw it in flight, so its
+/// answer then has the whole bound to start moving.
+async fn close_when_stalled<F: Future>(
+    connection: F,
+    activity: &Activity,
+    timeout: Duration,
+    stopping: &AtomicBool,
+) -> Option<F::Output> {
+    let mut connection = std::pin::pin!(connection);
+    let check_every = timeout.min(STALL_CHECK_INTERVAL);
+    let mut progress = activity.progress.load(Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            ended = &mut connection => return Some(ended),
+            () = tokio::time::sleep(check_every) => {}
+        }
+        let now = tokio::time::Instant::now();
+        let seen = activity.progress.load(Ordering::Relaxed);
+        if seen != progress || activity.handling.load(Ordering::Relaxed) > 0 {
+            progress = seen;
+            quiet_since = now;
+            continue;
+        }
+        let bound = if stopping.load(Ordering::Relaxed) {
+            timeout.min(SHUTDOWN_STALL_TIMEOUT)
+        } else {
+            timeout
+        };
+        if now.duration_since(quiet_since) >= bound {
+            return None;
+        }
+    }
+}
+
+/// Logs how a connection ended with an error. A request hyper refused before Penny saw it gets
+/// the access log's line, with the status hyper answered; a request head that did not arrive
+/// within the header timeout gets a line that says it was not answered. The rest (a client that
+/// went away, an idle keep-alive connection timing out) is routine, and only debug.
+fn log_connection_error(err: &hyper::Error, peer: SocketAddr, activity: &Activity) {
+    if let Some(status) = refused_status(err) {
+        tracing::info!(status, error = %err, "request");
+    } else if err.is_timeout() && activity.unanswered.load(Ordering::Relaxed) {
+        tracing::info!(
+            error = %err,
+            "request not answered: its head was not complete within the header timeout"
+        );
+    } else {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// The status hyper answers a request it cannot parse with, as its HTTP/1 server decides in
+/// `on_error` (hyper 1.x, src/proto/h1/role.rs): 431 for a head over the size limit, 414 for a
+/// URI over 64 KiB, 400 for any other bad request line or header. `None` when it answers
+/// nothing: an HTTP/2 preface, and its own internal errors.
+fn refused_status(err: &hyper::Error) -> Option<u16> {
+    if !err.is_parse() || err.is_parse_version_h2() || err.is_parse_status() {
+        return None;
+    }
+    // hyper tells these apart only in its message; an error is rare enough to format one.
+    let message = err.to_string();
+    if err.is_parse_too_large() {
+        Some(if message == "URI too long" { 414 } else { 431 })
+    } else if message.starts_with("internal error") {
+        None
+    } else {
+        Some(400)
     }
 }

@@ -376,13 +376,49 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
         // then one more request header, which Penny never echoes.
         (
             "bare LF line ends",
-            b"GET / HTTP/1.1\nX-A: 1\nX-Injected: 1\nConnection: close\n\n".to_vec(),
+            b"GET / HTTP/1.1\nHost: penny\nX-A: 1\nX-Injected: 1\nConnection: close\n\n".to_vec(),
             Answered(&[200]),
         ),
         // RFC 9112 2.2: empty lines before a request line are ignored.
         (
             "empty lines before the request line",
             [b"\r\n\r\n".to_vec(), get("/healthz", "")].concat(),
+            Answered(&[200]),
+        ),
+        // Host (RFC 9112 3.2): exactly one on HTTP/1.1, at most one on HTTP/1.0.
+        (
+            "no Host on HTTP/1.1",
+            b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            Answered(&[400]),
+        ),
+        (
+            "no Host on an absolute-form HTTP/1.1 target",
+            b"GET http://penny/healthz HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            Answered(&[400]),
+        ),
+        (
+            "two Hosts",
+            get("/healthz", "Host: elsewhere\r\n"),
+            Answered(&[400]),
+        ),
+        (
+            "two equal Hosts",
+            get("/healthz", "Host: penny\r\n"),
+            Answered(&[400]),
+        ),
+        (
+            "two Hosts on HTTP/1.0",
+            b"GET /healthz HTTP/1.0\r\nHost: penny\r\nHost: elsewhere\r\n\r\n".to_vec(),
+            Answered(&[400]),
+        ),
+        (
+            "no Host on HTTP/1.0",
+            b"GET /healthz HTTP/1.0\r\n\r\n".to_vec(),
+            Answered(&[200]),
+        ),
+        (
+            "an empty Host",
+            b"GET /healthz HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n".to_vec(),
             Answered(&[200]),
         ),
         // Content-Length.
@@ -536,6 +572,31 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Fate)> {
             "Transfer-Encoding on HTTP/1.0",
             then_smuggled("GET / HTTP/1.0", chunked, "0\r\n\r\n"),
             Refused,
+        ),
+        // chunked applied twice, or after another coding: hyper takes any list that ends in
+        // chunked; Penny reads a single chunked only (RFC 9112 6.1), answers 400 and closes.
+        (
+            "chunked, chunked",
+            get_then_smuggled("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"),
+            Answered(&[400]),
+        ),
+        (
+            "two chunked Transfer-Encoding lines",
+            get_then_smuggled(&format!("{chunked}{chunked}"), "0\r\n\r\n"),
+            Answered(&[400]),
+        ),
+        (
+            "gzip, chunked",
+            get_then_smuggled("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+            Answered(&[400]),
+        ),
+        (
+            "identity then chunked on two lines",
+            get_then_smuggled(
+                &format!("Transfer-Encoding: identity\r\n{chunked}"),
+                "0\r\n\r\n",
+            ),
+            Answered(&[400]),
         ),
         // Chunked bodies on a GET. Valid ones are read and the next request is answered.
         (
@@ -815,6 +876,63 @@ async fn malformed_http_gets_a_4xx_or_a_closed_connection_never_a_5xx_or_a_hang(
     }
     let page = app.get("/searchresults?author=ker").await;
     assert_eq!(page.table_rows().len(), 2, "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_doubled_chunked_coding_gets_a_400_that_closes_the_connection() {
+    let app = TestApp::start(Backend::Bundled).await;
+    for coding in ["chunked, chunked", "chunked\r\nTransfer-Encoding: chunked"] {
+        let raw = app
+            .raw(&get_then_smuggled(
+                &format!("Transfer-Encoding: {coding}\r\n"),
+                "5\r\nhello\r\n0\r\n\r\n",
+            ))
+            .await;
+        let answers = responses(&raw);
+        assert_eq!(
+            answers.len(),
+            1,
+            "{coding}: the request after it was read: {raw}"
+        );
+        assert_eq!(answers[0].status, 400, "{raw}");
+        assert!(
+            answers[0]
+                .headers
+                .iter()
+                .any(|line| line.eq_ignore_ascii_case("connection: close")),
+            "{raw}"
+        );
+        assert!(answers[0].body.contains("Transfer-Encoding"), "{raw}");
+    }
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_needs_exactly_one_host_and_http_1_0_none() {
+    let app = TestApp::start(Backend::Bundled).await;
+    for (request, status) in [
+        ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /api/books?author=k HTTP/1.1\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        ("GET / HTTP/1.0\r\n\r\n", 200),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+    ] {
+        let raw = app.raw(request.as_bytes()).await;
+        let answers = responses(&raw);
+        let statuses: Vec<u16> = answers.iter().map(|answer| answer.status).collect();
+        assert_eq!(statuses, [status], "{request:?}: {raw}");
+        if status == 400 {
+            assert!(answers[0].body.contains("Host"), "{raw}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestApp, TestDb};
+use common::{Backend, CapturedLog, RunningPenny, TestApp, TestDb};
 use hyper::StatusCode;
 use penny::config::{DatabaseUrl, PoolConfig};
 use penny::db::{Db, Position};
@@ -394,4 +394,266 @@ async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
             );
         }
     }
+}
+
+#[test]
+fn penny_listens_with_a_backlog_of_1024_or_all_the_kernel_allows() {
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("Linux says how long a listen queue may be")
+        .trim()
+        .parse()
+        .unwrap();
+    let filter = format!("sport = :{}", penny.addr.port());
+    let listing = match std::process::Command::new("ss")
+        .args(["-ltnH", &filter])
+        .output()
+    {
+        Ok(output) if output.status.success() => String::from_utf8(output.stdout).unwrap(),
+        failed => {
+            let message = format!("SKIPPED: cannot run `ss` (iproute2): {failed:?}");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("{message}");
+            return;
+        }
+    };
+    // State, Recv-Q, Send-Q (for a listening socket: its backlog), local and peer address.
+    let backlog: u32 = listing
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no listening socket in {listing:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        backlog >= somaxconn.min(1024),
+        "backlog {backlog}, somaxconn {somaxconn}: {listing}"
+    );
+}
+
+/// The `penny` binary on the bundled demo, allowed `fds` open file descriptors.
+fn penny_with_fd_limit(fds: u32) -> RunningPenny {
+    RunningPenny::start_binary(
+        std::path::Path::new("/bin/bash"),
+        &[
+            "-c",
+            &format!("ulimit -n {fds} && exec \"$0\" --bind 127.0.0.1:0"),
+            env!("CARGO_BIN_EXE_penny"),
+        ],
+        &[],
+        None,
+    )
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_is_logged_once_and_its_end_with_a_count() {
+    let penny = penny_with_fd_limit(64);
+    // More connections than Penny has descriptors: those it cannot accept wait in the backlog.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(penny.addr).await.unwrap());
+    }
+    penny.wait_for_log("accept failed", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(idle);
+
+    let log = penny.wait_for_log("accepting connections again", Duration::from_secs(10));
+    // The episode: up to the line that ends it (a second one may begin as the backlog drains).
+    let (episode, after) = log.split_once("accepting connections again").unwrap();
+    assert_eq!(episode.matches("accept failed").count(), 1, "{log}");
+    let summary = after.lines().next().unwrap();
+    let failed: u64 = summary
+        .split_once("failed=")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {summary:?}"));
+    // A second of failures, retried every 50 ms.
+    assert!(failed >= 5, "{summary}");
+    assert_eq!(
+        common::get(penny.addr, "/healthz", &[]).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Connects with a small receive buffer, asks for `count` copies of a 7.5 KiB file in one go,
+/// and then neither reads nor sends: the answers fill the kernel's buffers until Penny cannot
+/// write any more.
+async fn stalled_pipeline(addr: std::net::SocketAddr, count: usize) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let requests = "GET /static/search.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(count);
+    // All of it fits in the kernel's buffers at once; if not, what was sent is enough.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        stream.write_all(requests.as_bytes()),
+    )
+    .await;
+    stream
+}
+
+/// Reads what is left on `stream` for up to `limit`: true if Penny closed it meanwhile.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_once_nothing_moves_for_the_stall_timeout() {
+    let options = ServerOptions {
+        stall_timeout: Duration::from_secs(1),
+        // Longer than the test: only the stall timeout can close a connection here.
+        header_timeout: Duration::from_secs(60),
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(TestDb::create(Backend::Bundled).await, options).await;
+    let mut stalled = stalled_pipeline(app.addr, 1000).await;
+    // One second for Penny to fill the buffers and stall, the bound, and one more for the check.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Had Penny kept the connection, reading would let it write again: the rest of the 1000
+    // answers would come, and then nothing, with the connection open for the next request.
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(5)).await,
+        "the stalled connection is still open"
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_the_database_longer_than_the_stall_timeout_is_answered() {
+    let options = ServerOptions {
+        stall_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(TestDb::create(Backend::SqliteFile).await, options).await;
+    let lock = lock_database(&app.db);
+    let waiting = tokio::spawn(common::get(app.addr, "/searchresults?author=ker", &[]));
+    // Nothing moves on its connection meanwhile: six times the stall timeout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!waiting.is_finished(), "the search waits on the lock");
+    release(lock);
+    let page = waiting.await.unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.table_rows().len(), 2);
+}
+
+/// Sends one GET that closes the connection, and waits up to `limit` for the answer's status
+/// line; `None` if none came.
+async fn status_within(addr: std::net::SocketAddr, path: &str, limit: Duration) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn stalled_clients_holding_every_descriptor_are_dropped_and_sigterm_does_not_wait_for_them() {
+    let mut penny = penny_with_fd_limit(64);
+    // More than Penny has descriptors for: those it cannot accept wait in the backlog, and
+    // stall in their turn once it accepts them.
+    let mut stalled = Vec::new();
+    for _ in 0..80 {
+        stalled.push(stalled_pipeline(penny.addr, 1000).await);
+    }
+    penny.wait_for_log("accept failed", Duration::from_secs(10));
+    let started = Instant::now();
+    let status = status_within(penny.addr, "/healthz", Duration::from_secs(30)).await;
+    let waited = started.elapsed();
+    // The first stalled connections go after the 10 s bound (and a second for the check).
+    assert_eq!(
+        status.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "locked out for {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(20), "served after {waited:?}");
+
+    // The connections accepted from the backlog have stalled by now; shutdown does not wait
+    // out its 9 s grace period for them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    penny.signal("TERM");
+    let signalled = Instant::now();
+    let exit = penny.wait_for_exit(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "{exit:?} {}",
+        penny.stdout()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
+    eprintln!("a visitor locked out was served after {waited:?}; exit {took:?} after SIGTERM");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn requests_hyper_refuses_are_logged_with_the_status_it_sent() {
+    let log = CapturedLog::start();
+    let options = ServerOptions {
+        header_timeout: Duration::from_millis(500),
+        // Room for a URI over hyper's own limit of 64 KiB, which it answers 414.
+        max_header_bytes: 96 * 1024,
+        ..ServerOptions::default()
+    };
+    let app = TestApp::serve(TestDb::create(Backend::Bundled).await, options).await;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70 * 1024));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    for (request, status) in [
+        ("GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\nX Bad: 1\r\n\r\n", 400),
+        (long_uri.as_str(), 414),
+        (big_head.as_str(), 431),
+    ] {
+        let before = log.text().matches("request status=").count();
+        let answer = app.raw(request.as_bytes()).await;
+        let shown = &request[..request.len().min(30)];
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{shown}: {}",
+            &answer[..answer.len().min(100)]
+        );
+        let text = log
+            .wait_for(&format!("request status={status}"), Duration::from_secs(2))
+            .await;
+        assert_eq!(
+            text.matches("request status=").count(),
+            before + 1,
+            "{shown}: {text}"
+        );
+    }
+
+    // An idle connection timing out is no request; a request head cut short is one.
+    let mut buffer = [0u8; 1024];
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    assert!(matches!(idle.read(&mut buffer).await, Ok(0) | Err(_)));
+    let mut partial = TcpStream::connect(app.addr).await.unwrap();
+    partial
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(matches!(partial.read(&mut buffer).await, Ok(0) | Err(_)));
+    let text = log
+        .wait_for("request not answered", Duration::from_secs(2))
+        .await;
+    assert_eq!(text.matches("request not answered").count(), 1, "{text}");
+    // The requests Penny itself answers keep their one line each.
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    let text = log
+        .wait_for("path=/healthz status=200", Duration::from_secs(2))
+        .await;
+    assert_eq!(text.matches("path=/healthz").count(), 1, "{text}");
 }

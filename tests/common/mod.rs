@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -312,7 +312,7 @@ impl TestApp {
 
     pub async fn serve(db: TestDb, options: ServerOptions) -> TestApp {
         secrets::watch();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = server::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Arc::new(App {
             db: db.db.clone(),
