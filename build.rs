@@ -1,12 +1,16 @@
-//! Builds the bundled demo database from penny.sql, and makes a new file under assets/ or a new
+//! Builds the bundled demo database from penny.sql, makes a new file under assets/ or a new
 //! migration rebuild the crate (include_dir! and embed_migrations! alone only notice changes to
-//! files they already embedded).
+//! files they already embedded), and tells the tests which of the programs they drive are here.
 
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
+#[path = "tests/common/tools.rs"]
+mod tools;
+
 fn main() {
     println!("cargo:rerun-if-changed=penny.sql");
+    mark_what_the_tests_can_use();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     build_bundled_database(&out_dir.join("penny.sqlite"));
 
@@ -51,6 +55,48 @@ fn list_files(dir: &Path, files: &mut Vec<String>) {
             list_files(&path, files);
         } else {
             files.push(path.display().to_string());
+        }
+    }
+}
+
+/// Sets a cfg for each kind of test whose programs are installed (see tests/common/tools.rs):
+/// `penny_postgres` (PostgreSQL's server binaries, or PENNY_TEST_DATABASE_URL for the tests that
+/// can use any server), `penny_postgres_server` (binaries to start servers with),
+/// `penny_pgbouncer`, `penny_browser` and `penny_ss` (iproute2's ss, which shows a listening
+/// socket's backlog). A test that needs a missing one is marked ignored,
+/// with the install line as the reason, so that cargo's summary counts it as not run. Under
+/// CI=true every cfg is set: there, a missing program fails its tests instead.
+fn mark_what_the_tests_can_use() {
+    for var in tools::SETTINGS
+        .iter()
+        .chain(&["PATH", "CI", "PENNY_TEST_DATABASE_URL"])
+    {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    // Installing a program adds it to a PATH directory (Debian's postgresql puts its wrappers
+    // in /usr/bin): a directory that changes makes cargo run this again.
+    if let Some(path) = env::var_os("PATH") {
+        for dir in env::split_paths(&path).filter(|dir| dir.is_absolute() && dir.is_dir()) {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+    }
+    if Path::new("/usr/lib/postgresql").is_dir() {
+        println!("cargo:rerun-if-changed=/usr/lib/postgresql");
+    }
+    let ci = env::var("CI").as_deref() == Ok("true");
+    let server = tools::postgres_bindir().is_some();
+    let any_server = server || env::var_os("PENNY_TEST_DATABASE_URL").is_some();
+    let browser = tools::chromium().is_some() && tools::chromedriver().is_some();
+    for (cfg, here) in [
+        ("penny_postgres", any_server),
+        ("penny_postgres_server", server),
+        ("penny_pgbouncer", server && tools::pgbouncer().is_some()),
+        ("penny_browser", browser),
+        ("penny_ss", tools::on_path("ss").is_some()),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if here || ci {
+            println!("cargo:rustc-cfg={cfg}");
         }
     }
 }

@@ -17,13 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "chromedriver";
-const MISSING: &str = "browser test: chromium/chromedriver not installed \
-                       (apt-get install chromium chromium-driver)";
+const MISSING: &str = "browser test: Chromium or chromedriver is not installed";
 /// How long a page, an element or chromedriver may take: far more than they need.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+#[cfg_attr(
+    not(penny_browser),
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver, brew install --cask chromium chromedriver, or set PENNY_TEST_CHROMIUM and PENNY_TEST_CHROMEDRIVER"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_visitor_searches_and_the_form_remembers_the_author() {
     let Some(browser) = Browser::start(Screen::Desktop, Scripts::On).await else {
@@ -32,6 +33,10 @@ async fn a_visitor_searches_and_the_form_remembers_the_author() {
     browser.visit(search_for_ker).await;
 }
 
+#[cfg_attr(
+    not(penny_browser),
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver, brew install --cask chromium chromedriver, or set PENNY_TEST_CHROMIUM and PENNY_TEST_CHROMEDRIVER"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pages_are_styled_by_penny_css_and_load_nothing_from_elsewhere() {
     let Some(browser) = Browser::start(Screen::Desktop, Scripts::On).await else {
@@ -40,6 +45,10 @@ async fn the_pages_are_styled_by_penny_css_and_load_nothing_from_elsewhere() {
     browser.visit(check_the_styling).await;
 }
 
+#[cfg_attr(
+    not(penny_browser),
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver, brew install --cask chromium chromedriver, or set PENNY_TEST_CHROMIUM and PENNY_TEST_CHROMEDRIVER"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn every_page_passes_axe_fits_the_screen_and_logs_nothing_in_both_colour_schemes() {
     let Some(axe) = axe_core() else {
@@ -58,6 +67,10 @@ async fn every_page_passes_axe_fits_the_screen_and_logs_nothing_in_both_colour_s
     }
 }
 
+#[cfg_attr(
+    not(penny_browser),
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver, brew install --cask chromium chromedriver, or set PENNY_TEST_CHROMIUM and PENNY_TEST_CHROMEDRIVER"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn typing_shows_the_results_in_place_and_moves_the_address_and_back_goes_back() {
     let Some(browser) = Browser::start(Screen::Desktop, Scripts::On).await else {
@@ -66,6 +79,10 @@ async fn typing_shows_the_results_in_place_and_moves_the_address_and_back_goes_b
     browser.visit(search_as_you_type).await;
 }
 
+#[cfg_attr(
+    not(penny_browser),
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver, brew install --cask chromium chromedriver, or set PENNY_TEST_CHROMIUM and PENNY_TEST_CHROMEDRIVER"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn with_scripts_off_the_form_searches_and_a_phone_still_needs_no_sideways_scroll() {
     let Some(browser) = Browser::start(Screen::Phone, Scripts::Off).await else {
@@ -624,28 +641,31 @@ struct Browser {
 impl Browser {
     /// None, after a loud notice, where the browser is not installed (a failure when CI=true).
     async fn start(screen: Screen, scripts: Scripts) -> Option<Browser> {
-        if !Path::new(CHROMIUM).is_file() || !on_path(CHROMEDRIVER) {
+        let (Some(chromium), Some(chromedriver)) =
+            (common::tools::chromium(), common::tools::chromedriver())
+        else {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{MISSING}");
+                panic!("{MISSING} ({})", common::tools::INSTALL_BROWSER);
             }
             // Straight to stderr: the test harness hides eprintln! output of passing tests.
             static BANNER: Once = Once::new();
             BANNER.call_once(|| {
                 let rule = "=".repeat(78);
-                let banner = format!("\n{rule}\nSKIPPED: {MISSING}\n{rule}\n");
+                let install = common::tools::INSTALL_BROWSER;
+                let banner = format!("\n{rule}\nSKIPPED: {MISSING} ({install})\n{rule}\n");
                 let _ = std::io::stderr().write_all(banner.as_bytes());
             });
             return None;
-        }
+        };
         let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
         let base = format!("http://{}", penny.addr);
         let profile = tempfile::tempdir().expect("a temporary Chromium profile");
-        let (chromedriver, webdriver) = start_chromedriver();
+        let (chromedriver, webdriver) = start_chromedriver(&chromedriver);
 
         let mut capabilities = Capabilities::new();
         let user_data_dir = format!("--user-data-dir={}", profile.path().display());
         let mut options = json!({
-            "binary": CHROMIUM,
+            "binary": chromium,
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -701,12 +721,12 @@ impl Browser {
 }
 
 /// Starts chromedriver on a free port, waits until it listens, and returns it with its URL.
-fn start_chromedriver() -> (KillOnDrop, String) {
+fn start_chromedriver(program: &Path) -> (KillOnDrop, String) {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let child = Command::new(CHROMEDRIVER)
+    let child = Command::new(program)
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -726,11 +746,6 @@ fn start_chromedriver() -> (KillOnDrop, String) {
         std::thread::sleep(Duration::from_millis(10));
     }
     (chromedriver, format!("http://127.0.0.1:{port}"))
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// A child process killed, and reaped, when the test ends, however it ends.

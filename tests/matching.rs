@@ -154,6 +154,10 @@ fn model(books: &[Book], prefix: &str) -> Vec<Book> {
     found
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[test]
 fn sqlite_and_postgres_find_the_same_books_for_any_author_and_search() {
     if !common::postgres::available() {

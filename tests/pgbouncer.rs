@@ -14,13 +14,16 @@ use hyper::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+/// PgBouncer, wherever it is installed (see tests/common/tools.rs).
+fn pgbouncer() -> Option<PathBuf> {
+    common::tools::pgbouncer()
+}
 
 /// PgBouncer's server connections per database and user: fewer than the pennies' clients.
 const SERVER_POOL: usize = 2;
@@ -38,9 +41,11 @@ fn can_run() -> bool {
         );
         return false;
     }
-    if !Path::new(PGBOUNCER).is_file() {
-        let message =
-            format!("SKIPPED: PgBouncer tests: no {PGBOUNCER} (apt-get install pgbouncer)");
+    if pgbouncer().is_none() {
+        let message = format!(
+            "SKIPPED: PgBouncer tests: no pgbouncer ({})",
+            common::tools::INSTALL_PGBOUNCER
+        );
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{message}");
         }
@@ -135,7 +140,7 @@ impl PgBouncer {
                 .unwrap();
             assert!(status.success(), "chown {}", dir.display());
         }
-        let mut command = Command::new(PGBOUNCER);
+        let mut command = Command::new(pgbouncer().expect("can_run found PgBouncer"));
         command
             .arg(dir.join("pgbouncer.ini"))
             .current_dir(&dir)
@@ -344,6 +349,10 @@ fn wrong(path: &str, status: StatusCode, body: &str, rows: Vec<Vec<String>>) -> 
     (!right).then(|| format!("{path}: wrong answer: {body}"))
 }
 
+#[cfg_attr(
+    not(penny_pgbouncer),
+    ignore = "needs PgBouncer and PostgreSQL: apt-get install pgbouncer postgresql, brew install pgbouncer postgresql@15, or set PENNY_TEST_PGBOUNCER"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
     if !can_run() {
@@ -527,6 +536,10 @@ async fn search_kernighan(penny: &RunningPenny, searches: usize) {
     }
 }
 
+#[cfg_attr(
+    not(penny_pgbouncer),
+    ignore = "needs PgBouncer and PostgreSQL: apt-get install pgbouncer postgresql, brew install pgbouncer postgresql@15, or set PENNY_TEST_PGBOUNCER"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_statements_are_kept_off_the_pgbouncer_path() {
     if !can_run() {
@@ -586,6 +599,10 @@ async fn named_statements_are_kept_off_the_pgbouncer_path() {
     assert_eq!(complaints(&penny), Vec::<String>::new());
 }
 
+#[cfg_attr(
+    not(penny_pgbouncer),
+    ignore = "needs PgBouncer and PostgreSQL: apt-get install pgbouncer postgresql, brew install pgbouncer postgresql@15, or set PENNY_TEST_PGBOUNCER"
+)]
 #[test]
 fn init_db_through_pgbouncer_refuses_in_one_line_and_names_the_direct_url() {
     if !can_run() {
@@ -607,6 +624,10 @@ fn init_db_through_pgbouncer_refuses_in_one_line_and_names_the_direct_url() {
     );
 }
 
+#[cfg_attr(
+    not(penny_pgbouncer),
+    ignore = "needs PgBouncer and PostgreSQL: apt-get install pgbouncer postgresql, brew install pgbouncer postgresql@15, or set PENNY_TEST_PGBOUNCER"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_pgbouncer_true_penny_finds_out_fails_no_request_and_says_what_to_set() {
     if !can_run() {

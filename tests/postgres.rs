@@ -54,6 +54,10 @@ fn one_clear_line(output: &std::process::Output) -> String {
     err
 }
 
+#[cfg_attr(
+    not(penny_postgres_server),
+    ignore = "needs PostgreSQL server binaries to start servers with: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR"
+)]
 #[tokio::test]
 async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     if !can_start_servers() {
@@ -99,6 +103,10 @@ async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     assert_eq!(timed_get(&penny, "/healthz").await.0, StatusCode::OK);
 }
 
+#[cfg_attr(
+    not(penny_postgres_server),
+    ignore = "needs PostgreSQL server binaries to start servers with: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR"
+)]
 #[tokio::test]
 async fn a_postgres_restart_gives_fast_503s_then_every_request_succeeds_again() {
     if !can_start_servers() {
@@ -155,6 +163,10 @@ async fn a_postgres_restart_gives_fast_503s_then_every_request_succeeds_again() 
     );
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn a_wrong_password_fails_within_five_seconds_with_one_line_and_no_password() {
     if !available() {
@@ -208,6 +220,10 @@ async fn an_unreachable_or_silent_server_fails_within_five_seconds() {
     }
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers() {
     if !available() {
@@ -269,6 +285,10 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
     );
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
     if !available() {
@@ -310,6 +330,10 @@ async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
     assert!(!seen.contains(PASSWORD), "the password leaked: {seen}");
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn database_errors_never_hold_the_password_however_they_are_shown() {
     if !available() {
@@ -352,6 +376,10 @@ async fn database_errors_never_hold_the_password_however_they_are_shown() {
     }
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn init_db_on_postgres_keeps_every_book_and_reset_reloads() {
     if !available() {
@@ -409,6 +437,10 @@ async fn init_db_on_postgres_keeps_every_book_and_reset_reloads() {
     );
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
     if !available() {
@@ -486,6 +518,10 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
     }
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn a_deep_page_of_one_authors_books_starts_at_its_cursor_on_postgres() {
     if !available() {
@@ -532,6 +568,10 @@ async fn a_deep_page_of_one_authors_books_starts_at_its_cursor_on_postgres() {
     }
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there() {
     if !available() {
@@ -572,6 +612,10 @@ fn dbname(url: &str) -> &str {
     url.rsplit('/').next().unwrap().split('?').next().unwrap()
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request() {
     if !available() {
@@ -628,6 +672,10 @@ async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request()
     );
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_connection_ended_by_the_server_at_once_fails_no_request() {
     if !available() {
@@ -658,6 +706,10 @@ async fn every_connection_ended_by_the_server_at_once_fails_no_request() {
     assert!(failures.is_empty(), "{failures:?}");
 }
 
+#[cfg_attr(
+    not(penny_postgres_server),
+    ignore = "needs PostgreSQL server binaries to start servers with: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_that_refuses_more_connections_is_not_stormed_and_penny_says_why_once() {
     if !can_start_servers() {

@@ -176,6 +176,10 @@ fn unrelated_ca(dir: &Path) -> PathBuf {
     dir.join("other.crt")
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn require_encrypts_without_checking_the_certificate() {
     if !common::postgres::available() {
@@ -203,6 +207,10 @@ async fn require_encrypts_without_checking_the_certificate() {
     ));
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn prefer_uses_tls_when_the_server_offers_it() {
     if !common::postgres::available() {
@@ -215,6 +223,10 @@ async fn prefer_uses_tls_when_the_server_offers_it() {
     }
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn disable_never_uses_tls() {
     if !common::postgres::available() {
@@ -233,6 +245,10 @@ async fn disable_never_uses_tls() {
     ));
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn verify_full_refuses_a_certificate_from_an_unknown_ca_with_a_clear_message() {
     if !common::postgres::available() {
@@ -268,6 +284,10 @@ async fn verify_full_refuses_a_certificate_from_an_unknown_ca_with_a_clear_messa
     assert_one_clear_line(&run, &["certificate", "UnknownIssuer"]);
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn verify_full_connects_with_the_right_root_certificate() {
     if !common::postgres::available() {
@@ -312,6 +332,10 @@ async fn verify_full_connects_with_the_right_root_certificate() {
     ));
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     if !common::postgres::available() {
@@ -340,6 +364,10 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     assert_one_clear_line(&run, &["certificate", "UnknownIssuer"]);
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn the_web_server_serves_pages_over_a_verified_connection() {
     if !common::postgres::available() {
@@ -373,6 +401,10 @@ async fn the_web_server_serves_pages_over_a_verified_connection() {
     assert!(!penny.stdout().contains(PASSWORD));
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn a_bad_root_certificate_file_is_a_clear_start_up_error() {
     if !common::postgres::available() {
@@ -449,6 +481,10 @@ fn settings_in_the_wrong_shape_are_named_never_echoed() {
 
 /// A file that holds no certificate at all (plain text, or a PEM private key) is as much a
 /// mistake as a missing one, and the message must name the setting (not its value).
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test]
 async fn a_root_certificate_file_without_certificates_is_named_in_the_error() {
     if !common::postgres::available() {

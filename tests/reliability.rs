@@ -415,6 +415,10 @@ async fn warm_up(addr: SocketAddr, clients: usize) {
 // PostgreSQL stopped and started again under load.
 // ---------------------------------------------------------------------------------------------
 
+#[cfg_attr(
+    not(penny_postgres_server),
+    ignore = "needs PostgreSQL server binaries to start servers with: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_stopped_under_load_gives_503s_within_2_s_and_200s_resume_within_2_s_of_its_return()
  {
@@ -564,6 +568,10 @@ async fn postgres_stopped_under_load_gives_503s_within_2_s_and_200s_resume_withi
 // A credential rotation: PostgreSQL restarted with a new password.
 // ---------------------------------------------------------------------------------------------
 
+#[cfg_attr(
+    not(penny_postgres_server),
+    ignore = "needs PostgreSQL server binaries to start servers with: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_postgres_password_gives_503s_and_one_clear_log_line_and_the_new_url_serves_after_a_restart()
  {
@@ -1068,6 +1076,10 @@ fn penny_backends(server: &PgServer, dbname: &str) -> (u32, u32) {
     (all.parse().unwrap(), waiting.parse().unwrap())
 }
 
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_timeouts_and_is_whole_afterwards()
  {

@@ -396,6 +396,10 @@ async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
     }
 }
 
+#[cfg_attr(
+    not(penny_ss),
+    ignore = "needs iproute2's ss: apt-get install iproute2"
+)]
 #[test]
 fn penny_listens_with_a_backlog_of_1024_or_all_the_kernel_allows() {
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);

@@ -736,11 +736,11 @@ impl Shared {
     /// on the server: the pool waits, longer each time, and says once that it cannot grow.
     /// With no connection open at all this is an outage, which `Db` logs as such.
     fn refused(&self, err: &tokio_postgres::Error) {
-        let first = self.refusals.refused();
+        let say = self.refusals.refused();
         let open = self.open.load(Ordering::Relaxed);
-        if first && open > 0 {
+        if say && open > 0 {
             tracing::warn!(
-                cause = %err,
+                cause = cause_chain(err),
                 open,
                 size = self.size,
                 "the database refuses more connections: the pool stays at the connections it \
@@ -767,9 +767,12 @@ struct RefusalState {
     /// moving it on.
     until: Option<std::time::Instant>,
     backoff: Duration,
-    /// Whether this run of refusals was logged.
-    logged: bool,
+    /// When a refusal was last logged: at most once every `REFUSAL_LOG_EVERY`, however often
+    /// refusals and successes take turns.
+    logged: Option<std::time::Instant>,
 }
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(600);
 
 impl Refusals {
     fn lock(&self) -> std::sync::MutexGuard<'_, RefusalState> {
@@ -791,20 +794,26 @@ impl Refusals {
         None
     }
 
-    /// Records a refusal; true when it starts a run of them.
+    /// Records a refusal; true when it is to be logged.
     fn refused(&self) -> bool {
         let mut state = self.lock();
+        let now = std::time::Instant::now();
         state.backoff = (state.backoff * 2).clamp(MIN_REFUSAL_BACKOFF, MAX_REFUSAL_BACKOFF);
-        state.until = Some(std::time::Instant::now() + state.backoff);
-        !std::mem::replace(&mut state.logged, true)
+        state.until = Some(now + state.backoff);
+        let say = state
+            .logged
+            .is_none_or(|logged| now.duration_since(logged) >= REFUSAL_LOG_EVERY);
+        if say {
+            state.logged = Some(now);
+        }
+        say
     }
 
     /// A connect got through, or failed for another reason: refusals are over.
     fn over(&self) {
         let mut state = self.lock();
-        if state.until.is_some() {
-            *state = RefusalState::default();
-        }
+        state.until = None;
+        state.backoff = Duration::ZERO;
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod postgres;
 pub mod secrets;
+pub mod tools;
 
 /// Runs each listed test fn (taking a `Backend`) against each backend, as `backend::test_name`:
 /// the bundled demo, a fresh SQLite file and a fresh PostgreSQL database. Tests that add books
@@ -20,10 +21,14 @@ macro_rules! suite {
         }
         mod postgres {
             use super::common::postgres::available;
-            $(#[tokio::test] async fn $read() {
+            $(#[tokio::test]
+            #[cfg_attr(not(penny_postgres), ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL")]
+            async fn $read() {
                 if available() { super::$read(super::Backend::Postgres).await }
             })*
-            $(#[tokio::test] async fn $write() {
+            $(#[tokio::test]
+            #[cfg_attr(not(penny_postgres), ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL")]
+            async fn $write() {
                 if available() { super::$write(super::Backend::Postgres).await }
             })*
         }

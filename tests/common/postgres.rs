@@ -29,13 +29,7 @@ pub struct PgServer {
 
 /// Where the server binaries are, if this machine has them.
 fn bindir() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
-        .filter(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop()
+    super::tools::postgres_bindir()
 }
 
 /// True when Postgres tests can run; otherwise says so loudly (and fails under CI=true).
@@ -43,7 +37,9 @@ pub fn available() -> bool {
     if std::env::var_os("PENNY_TEST_DATABASE_URL").is_some() || bindir().is_some() {
         return true;
     }
-    skip("no PostgreSQL server binaries under /usr/lib/postgresql and no PENNY_TEST_DATABASE_URL");
+    skip(
+        "no PostgreSQL server binaries (see tests/common/tools.rs) and no PENNY_TEST_DATABASE_URL",
+    );
     false
 }
 
@@ -52,12 +48,15 @@ pub fn can_start_servers() -> bool {
     if bindir().is_some() {
         return true;
     }
-    skip("no PostgreSQL server binaries under /usr/lib/postgresql to start a server with");
+    skip("no PostgreSQL server binaries (see tests/common/tools.rs) to start a server with");
     false
 }
 
 fn skip(why: &str) {
-    let message = format!("SKIPPED: PostgreSQL tests: {why} (apt-get install postgresql)");
+    let message = format!(
+        "SKIPPED: PostgreSQL tests: {why} ({})",
+        super::tools::INSTALL_POSTGRES
+    );
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{message}");
     }
