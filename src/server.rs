@@ -96,20 +96,13 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failing = AcceptFailures::default();
 
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    failing.failed(&err);
-                    // Usually out of file descriptors: wait a little instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        failing.accepted();
+    // Connections taken from the backlog at shutdown get their one request answered, then
+    // close: graceful shutdown would close them before they read it.
+    let mut last_orders = http.clone();
+    last_orders.keep_alive(false);
+    // Serves one accepted connection on a task of its own, until it ends or stalls; `last`
+    // for one taken from the backlog at shutdown.
+    let start = |stream: TcpStream, peer: SocketAddr, last: bool| {
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let app = app.clone();
@@ -145,24 +138,62 @@ pub async fn serve(
             stream,
             activity: activity.clone(),
         });
-        let connection = graceful.watch(http.serve_connection(io, service));
-        let stall_timeout = options.stall_timeout;
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            match close_when_stalled(connection, &activity, stall_timeout, &stopping).await {
-                Some(Ok(())) => {}
-                Some(Err(err)) => log_connection_error(&err, peer, &activity),
-                None => tracing::info!(%peer, "closed a connection on which nothing moved"),
-            }
-        });
+        let watch = Watch {
+            activity,
+            stall_timeout: options.stall_timeout,
+            stopping: stopping.clone(),
+            peer,
+        };
+        if last {
+            tokio::spawn(watch.run(last_orders.serve_connection(io, service)))
+        } else {
+            tokio::spawn(watch.run(graceful.watch(http.serve_connection(io, service))))
+        }
+    };
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    failing.failed(&err);
+                    // Usually out of file descriptors: wait a little instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        failing.accepted();
+        start(stream, peer, false);
     }
 
     failing.stopped();
-    drop(listener);
+    // Connections the kernel completed before the listener closes wait in its backlog; closing
+    // it would reset them unanswered (a load balancer sees a request sent and no answer). Take
+    // them first: each is served its request like any other, then closed.
+    // The listener is non-blocking: accept returns WouldBlock once the backlog is empty.
+    let mut last_ones = Vec::new();
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, peer)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                last_ones.push(start(stream, peer, true));
+            }
+        }
+    }
     stopping.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: finishing requests in flight");
+    let all_closed = async {
+        graceful.shutdown().await;
+        for connection in last_ones {
+            let _ = connection.await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = all_closed => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
@@ -207,6 +238,31 @@ impl AcceptFailures {
                 millis = since.elapsed().as_millis() as u64,
                 "accepts were still failing at shutdown"
             );
+        }
+    }
+}
+
+/// What watches a connection: its activity, and how long it may stall.
+struct Watch {
+    activity: Arc<Activity>,
+    stall_timeout: Duration,
+    stopping: Arc<AtomicBool>,
+    peer: SocketAddr,
+}
+
+impl Watch {
+    /// Runs `connection` until it ends or stalls, and logs how it ended.
+    async fn run(self, connection: impl Future<Output = Result<(), hyper::Error>>) {
+        let Watch {
+            activity,
+            stall_timeout,
+            stopping,
+            peer,
+        } = self;
+        match close_when_stalled(connection, &activity, stall_timeout, &stopping).await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => log_connection_error(&err, peer, &activity),
+            None => tracing::info!(%peer, "closed a connection on which nothing moved"),
         }
     }
 }

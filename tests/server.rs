@@ -661,3 +661,45 @@ async fn requests_hyper_refuses_are_logged_with_the_status_it_sent() {
         .await;
     assert_eq!(text.matches("path=/healthz").count(), 1, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_waiting_to_be_accepted_at_sigterm_are_answered_not_reset() {
+    // Penny frozen, so that the kernel completes connections into the listen backlog without
+    // Penny accepting them; then SIGTERM and thaw: those connections were made before the
+    // signal, and each must get its answer.
+    for round in 0..3 {
+        let mut penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+        penny.signal("STOP");
+        let mut waiting = Vec::new();
+        for _ in 0..40 {
+            let mut stream = TcpStream::connect(penny.addr).await.unwrap();
+            let request = "GET /searchresults?author=ker HTTP/1.1\r\nHost: penny\r\nConnection: close\r\n\r\n";
+            stream.write_all(request.as_bytes()).await.unwrap();
+            waiting.push(stream);
+        }
+        penny.signal("TERM");
+        penny.signal("CONT");
+        let mut unanswered = 0;
+        for mut stream in waiting {
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+            let read = read.await;
+            let ok = matches!(read, Ok(Ok(_)))
+                && String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200");
+            if !ok {
+                eprintln!("{read:?} {:?}", String::from_utf8_lossy(&answer));
+            }
+            unanswered += usize::from(!ok);
+        }
+        let status = penny.wait_for_exit(Duration::from_secs(15));
+        assert_eq!(
+            unanswered, 0,
+            "round {round}: connections reset at shutdown"
+        );
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "round {round}: {status:?}"
+        );
+    }
+}
