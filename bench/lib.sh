@@ -178,14 +178,15 @@ psql_on() {
 pg_url() { echo "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
 
 # start_penny URL [NAME=VALUE…]: $PENNY serving URL (empty: the bundled demo), with the extra
-# environment given, pinned by PIN_SERVER. Sets PENNY_PID, PENNY_PORT and PENNY_LOG.
+# environment given, pinned by PIN_SERVER, on PENNY_BIND (default 127.0.0.1:0, a free port; a
+# load balancer's backends need fixed ones). Sets PENNY_PID, PENNY_PORT and PENNY_LOG.
 PENNY_RUNS=0
 start_penny() {
   local url=$1
   shift
   PENNY_RUNS=$((PENNY_RUNS + 1))
   PENNY_LOG=$WORK/penny-$PENNY_RUNS.log
-  env -u DATABASE_URL ${url:+"DATABASE_URL=$url"} "$@" "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 \
+  env -u DATABASE_URL ${url:+"DATABASE_URL=$url"} "$@" "${PIN_SERVER[@]}" "$PENNY" --bind "${PENNY_BIND:-127.0.0.1:0}" \
     > "$PENNY_LOG" 2>&1 &
   PENNY_PID=$!
   PIDS+=("$PENNY_PID")
