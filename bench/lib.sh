@@ -79,10 +79,15 @@ forget_pid() {
   PIDS=("${keep[@]}")
 }
 
+# A port nobody listens on, below the kernel's range of ephemeral ports when it leaves room
+# (20000 to 32767 by default): a port in that range can be taken at any moment as the local
+# end of an outgoing connection, and then a server that is (re)started on it cannot bind.
 free_port() {
-  local port _
+  local port _ low=60000
+  read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=60000
+  [ "$low" -ge 21000 ] || low=60000
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % (low - 20000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   die "no free port on 127.0.0.1"
