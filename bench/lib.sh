@@ -191,6 +191,8 @@ start_penny() {
   shift
   PENNY_RUNS=$((PENNY_RUNS + 1))
   PENNY_LOG=$WORK/penny-$PENNY_RUNS.log
+  # Made here, not by the background job's redirection, which may come after the first look.
+  : > "$PENNY_LOG"
   env -u DATABASE_URL ${url:+"DATABASE_URL=$url"} "$@" "${PIN_SERVER[@]}" "$PENNY" --bind "${PENNY_BIND:-127.0.0.1:0}" \
     > "$PENNY_LOG" 2>&1 &
   PENNY_PID=$!
