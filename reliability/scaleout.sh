@@ -601,14 +601,14 @@ window=$(awk -v stop="$t_stop" -v back="$t_back" '
   { t = $2 + 0; if (!n++ || t < first) first = t; if (t > last) last = t }
   END {
     if (!n) { print "none"; exit }
-    printf "%d\t%.2f\t%.2f\t%.2f\n", n, first - stop, last - stop, last - back
+    printf "%d\t%+.2f\t%+.2f\t%.2f\n", n, first - stop, last - stop, last - back
   }' "$WORK/failed-pgbouncer.log")
 if [ "$window" = none ]; then
   WINDOW="no failed request"
   late=0
 else
   IFS=$'\t' read -r n_logged first_rel last_rel after_back <<< "$window"
-  WINDOW="$(secs "$(awk -v a="$first_rel" -v b="$last_rel" 'BEGIN { print b - a }')") s: $(thousands "$n_logged") failed, from +$first_rel s to +$last_rel s after the stop, the last $(secs "$after_back") s after PgBouncer was back"
+  WINDOW="$(secs "$(awk -v a="$first_rel" -v b="$last_rel" 'BEGIN { print b - a }')") s: $(thousands "$n_logged") failed, from $first_rel s to $last_rel s after the stop, the last $(secs "$after_back") s after PgBouncer was back"
   late=$(awk -v x="$after_back" -v r="$RECOVERY_SECS" 'BEGIN { print (x > r) ? 1 : 0 }')
   [ "$late" = 0 ] || { PGB_FAILED=1; fail "c) requests still failed $after_back s after PgBouncer was back (bound ${RECOVERY_SECS} s)"; }
 fi
