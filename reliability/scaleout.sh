@@ -169,6 +169,8 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $PGB_DIR/userlist.txt
 logfile = $PGB_DIR/pgbouncer.log
+; SHOW POOLS on the admin console, for the figures.
+stats_users = penny
 pidfile = $PGB_DIR/pgbouncer.pid
 ; A server connection serves one transaction at a time, then goes back to the pool: each
 ; query Penny sends is its own transaction, so a few server connections serve many clients.
@@ -220,6 +222,18 @@ stop_pgbouncer() {
   kill -0 "$PGB_PID" 2>/dev/null && die "PgBouncer did not stop within 10 s of SIGTERM"
   wait "$PGB_PID" 2>/dev/null || true
   forget_pid "$PGB_PID"
+}
+# PgBouncer's pool for Penny: client connections (active, waiting), server connections in all,
+# the longest wait in milliseconds.
+pgbouncer_pools() {
+  PGPASSWORD=$APP_PASSWORD "$PGBIN/psql" -X -q -A -F ' ' -P footer=off \
+    "host=127.0.0.1 port=$PGB_PORT user=penny dbname=pgbouncer sslmode=disable connect_timeout=2" \
+    -c 'SHOW POOLS' 2>/dev/null |
+    awk 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+         $col["database"] == "penny" {
+           printf "%d %d %d %.1f\n", $col["cl_active"], $col["cl_waiting"],
+             $col["sv_active"] + $col["sv_idle"] + $col["sv_used"] + $col["sv_tested"] + $col["sv_login"],
+             ($col["maxwait"] + $col["maxwait_us"] / 1e6) * 1000 }'
 }
 start_pgbouncer
 echo "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT, PgBouncer $PGBOUNCER_VERSION on 127.0.0.1:$PGB_PORT" >&2
@@ -480,6 +494,11 @@ mark_stats
 log_marks
 start_sampler "$STEADY_SECS" steady
 start_load "$STEADY_SECS" steady
+# Halfway through, PgBouncer's view: every dyno's pool on its client side, its own few
+# connections on the server side.
+sleep "$(awk -v s="$STEADY_SECS" 'BEGIN { print s / 2 }')"
+read -r CL_ACTIVE CL_WAITING SV_ALL MAXWAIT <<< "$(pgbouncer_pools || true)"
+echo "  PgBouncer halfway: $((CL_ACTIVE + CL_WAITING)) client connections ($CL_ACTIVE active, $CL_WAITING waiting for a server), $SV_ALL server connections, longest wait $MAXWAIT ms" >&2
 finish_load
 stop_sampler
 since_mark steady
@@ -494,7 +513,7 @@ for ((i = 1; i <= DYNOS; i++)); do
   [ "$errors" -eq 0 ] || { verdict=FAILED; fail "a) steady: dyno $i logged $errors errors"; grep -m 3 ' ERROR \|panicked' "${DYNO_LOG[i]}" >&2; }
 done
 row "| a) steady, ${STEADY_SECS} s | $(thousands "$REQUESTS") | $(thousands "$RATE") | $P50 / $P99 ms | $SOCKET_ERRORS / $SOTHER | $MAX_ALL ($MAX_APP via PgBouncer) | $RETRIES / $REDISPATCHES | none | $verdict |"
-NOTES+=("a) Requests served by dyno 1…$DYNOS: $SERVED.")
+NOTES+=("a) Requests served by dyno 1…$DYNOS: $SERVED. Halfway through, PgBouncer had $((CL_ACTIVE + CL_WAITING)) client connections from the dynos' pools ($CL_WAITING of them waiting for a server connection, the longest for $MAXWAIT ms) on $SV_ALL server connections.")
 
 # ---------------------------------------------------------------------------------------------
 say "b) rolling restart: ${ROLL_SECS} s, wrk -c$CONNS through HAProxy, each dyno in turn replaced"
@@ -625,6 +644,11 @@ for ((i = 1; i <= DYNOS; i++)); do
   warned=$((warned + $(penny_warnings "${DYNO_LOG[i]}" "${LOG_MARK[i]}")))
   errored=$((errored + $(penny_errors "${DYNO_LOG[i]}" "${LOG_MARK[i]}")))
 done
+if [ "$LB_FAILED" -ne "$FAILED" ]; then
+  # HAProxy logs nothing when it closes a client's keep-alive connection without an answer
+  # (what a socket error at wrk usually is): the window is then that of the failures it logged.
+  WINDOW="$WINDOW (from HAProxy's log, which has $LB_FAILED of wrk's $FAILED failures)"
+fi
 echo "  error window: $WINDOW; $LB_FAILED failed requests in HAProxy's log; recovered after PgBouncer was back: $recovery; Penny logged $warned warnings, $errored errors" >&2
 verdict=$([ "$PGB_FAILED" = 0 ] && echo ok || echo FAILED)
 row "| c) PgBouncer restarted, ${PGB_SECS} s | $(thousands "$REQUESTS") | $(thousands "$RATE") | $P50 / $P99 ms | $SOCKET_ERRORS / $SOTHER | $MAX_ALL ($MAX_APP via PgBouncer) | $RETRIES / $REDISPATCHES | $WINDOW | $verdict |"
