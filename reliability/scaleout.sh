@@ -599,14 +599,27 @@ sleep "$PGB_GAP_SECS"
 start_pgbouncer
 t_back=$(now)
 echo "  PgBouncer stopped at +$(awk -v a="$LOAD_STARTED" -v b="$t_stop" 'BEGIN { printf "%.2f", b - a }') s, answering again $(awk -v a="$t_stop" -v b="$t_back" 'BEGIN { printf "%.2f", b - a }') s later" >&2
+# Every dyno is asked straight (not through HAProxy), in turn every 0.1 s, until each has
+# answered both /healthz and a search with 200, for at most RECOVERY_SECS.
 RECOVERED=() PGB_FAILED=0
+for ((i = 1; i <= DYNOS; i++)); do RECOVERED[i]=never; done
+ok_200() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true)" = 200 ]; }
+while awk -v b="$t_back" -v n="$(now)" -v r="$RECOVERY_SECS" 'BEGIN { exit !(n - b < r) }'; do
+  pending=0
+  for ((i = 1; i <= DYNOS; i++)); do
+    [ "${RECOVERED[i]}" = never ] || continue
+    if ok_200 "http://127.0.0.1:${DYNO_PORT[i]}/healthz" &&
+       ok_200 "http://127.0.0.1:${DYNO_PORT[i]}/searchresults?author=Ker"; then
+      RECOVERED[i]=$(since "$t_back")
+    else
+      pending=$((pending + 1))
+    fi
+  done
+  [ "$pending" -eq 0 ] && break
+  sleep 0.1
+done
 for ((i = 1; i <= DYNOS; i++)); do
-  remaining=$(awk -v b="$t_back" -v n="$(now)" -v r="$RECOVERY_SECS" 'BEGIN { s = b + r - n; printf "%d", (s < 1 ? 1 : s + 0.999) }')
-  if await_200 "http://127.0.0.1:${DYNO_PORT[i]}/healthz" "$remaining" &&
-     await_200 "http://127.0.0.1:${DYNO_PORT[i]}/searchresults?author=Ker" 2; then
-    RECOVERED[i]=$(since "$t_back")
-  else
-    RECOVERED[i]=never
+  if [ "${RECOVERED[i]}" = never ]; then
     PGB_FAILED=1
     fail "c) dyno $i did not answer 200 within ${RECOVERY_SECS} s of PgBouncer being back"
   fi
@@ -657,7 +670,7 @@ fi
 echo "  error window: $WINDOW; $LB_FAILED failed requests in HAProxy's log; recovered after PgBouncer was back: $recovery; Penny logged $warned warnings, $errored errors" >&2
 verdict=$([ "$PGB_FAILED" = 0 ] && echo ok || echo FAILED)
 row "| c) PgBouncer restarted, ${PGB_SECS} s | $(thousands "$REQUESTS") | $(thousands "$RATE") | $P50 / $P99 ms | $SOCKET_ERRORS / $SOTHER | $MAX_ALL ($MAX_APP via PgBouncer) | $RETRIES / $REDISPATCHES | $WINDOW | $verdict |"
-NOTES+=("c) PgBouncer was stopped (SIGTERM) $(awk -v a="$LOAD_STARTED" -v b="$t_stop" 'BEGIN { printf "%.1f", b - a }') s into the load and answered again $(secs "$(awk -v a="$t_stop" -v b="$t_back" 'BEGIN { print b - a }')") s later. Failed requests: $FAILED at wrk ($SOCKET_ERRORS socket errors, $SOTHER non-2xx), $LB_FAILED in HAProxy's log. Each dyno, never restarted (same pids), answered /healthz and a search with 200 this long after PgBouncer was back: $recovery (bound ${RECOVERY_SECS} s). Penny logged $warned warnings and $errored errors meanwhile.")
+NOTES+=("c) PgBouncer was stopped (SIGTERM) $(awk -v a="$LOAD_STARTED" -v b="$t_stop" 'BEGIN { printf "%.1f", b - a }') s into the load and answered again $(secs "$(awk -v a="$t_stop" -v b="$t_back" 'BEGIN { print b - a }')") s later. Failed requests: $FAILED at wrk ($SOCKET_ERRORS socket errors, $SOTHER non-2xx), $LB_FAILED in HAProxy's log: $(grep -vc '<NOSRV>' "$WORK/failed-pgbouncer.log" || true) answered 503 by a dyno, $(grep -c '<NOSRV>' "$WORK/failed-pgbouncer.log" || true) by HAProxy itself while its health checks had every dyno down. Each dyno, never restarted (same pids), answered /healthz and a search with 200 this long after PgBouncer was back: $recovery (bound ${RECOVERY_SECS} s). Penny logged $warned warnings and $errored errors meanwhile.")
 
 # ---------------------------------------------------------------------------------------------
 say "report"
