@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Penny's reliability figures, from a clean checkout, in one command:
 #
-#     bash reliability/run.sh           # the full run: about 14 minutes on 2 cores
-#     bash reliability/run.sh --quick   # a smoke run: 5 s soaks, about 4 minutes
+#     bash reliability/run.sh           # the full run: about 11 minutes on 2 cores
+#     bash reliability/run.sh --quick   # a smoke run: 5 s soaks, about 3 minutes
 #
 # plus the release builds of Penny and of its test suite: several minutes from a clean
 # checkout, seconds after that.
