@@ -209,12 +209,14 @@ start_pgbouncer() {
 }
 # Stops PgBouncer with SIGTERM (an immediate shutdown in PgBouncer 1.18: clients and server
 # connections are closed at once, as when its host goes away) and waits for it (at most 10 s).
+# Sets PGB_STOPPED, the time of the signal.
 stop_pgbouncer() {
   local pid _
   pid=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null || true)
   [ -n "$pid" ] || pid=$(pgrep -P "$PGB_PID" | head -n 1)
   [ -n "$pid" ] || die "no PgBouncer process to stop"
   kill -TERM "$pid"
+  PGB_STOPPED=$(now)
   for _ in $(seq 1 100); do
     kill -0 "$PGB_PID" 2>/dev/null || break
     sleep 0.1
@@ -593,8 +595,8 @@ PIDS_BEFORE="${DYNO_PID[*]}"
 start_sampler "$PGB_SECS" pgbouncer
 start_load "$PGB_SECS" pgbouncer
 sleep 5
-t_stop=$(now)
 stop_pgbouncer
+t_stop=$PGB_STOPPED
 sleep "$PGB_GAP_SECS"
 start_pgbouncer
 t_back=$(now)
