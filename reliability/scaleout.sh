@@ -216,7 +216,9 @@ stop_pgbouncer() {
   [ -n "$pid" ] || pid=$(pgrep -P "$PGB_PID" | head -n 1)
   [ -n "$pid" ] || die "no PgBouncer process to stop"
   kill -TERM "$pid"
-  PGB_STOPPED=$(now)
+  # Bash's own clock: no process to start between the signal and the reading.
+  PGB_STOPPED=${EPOCHREALTIME:-$(now)}
+  PGB_STOPPED=${PGB_STOPPED/,/.}
   for _ in $(seq 1 100); do
     kill -0 "$PGB_PID" 2>/dev/null || break
     sleep 0.1
