@@ -189,9 +189,15 @@ if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$PGB_DIR"; fi
 chmod 700 "$PGB_DIR"
 
 PGB_PID=
-# Starts PgBouncer and waits (at most 10 s) until it answers a query.
+# Starts PgBouncer and waits (at most 10 s) until it answers a query. runuser is started here
+# itself, not through as_postgres: a function in the background is a subshell, and SIGTERM to
+# that (on exit, from stop_started) would leave PgBouncer running; runuser passes it on.
 start_pgbouncer() {
-  as_postgres pgbouncer "$PGB_DIR/pgbouncer.ini" >> "$PGB_DIR/stdout.log" 2>&1 &
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- pgbouncer "$PGB_DIR/pgbouncer.ini" >> "$PGB_DIR/stdout.log" 2>&1 &
+  else
+    pgbouncer "$PGB_DIR/pgbouncer.ini" >> "$PGB_DIR/stdout.log" 2>&1 &
+  fi
   PGB_PID=$!
   PIDS+=("$PGB_PID")
   local _
