@@ -79,10 +79,15 @@ forget_pid() {
   PIDS=("${keep[@]}")
 }
 
+# A port nobody listens on, below the kernel's range of ephemeral ports when it leaves room
+# (20000 to 32767 by default): a port in that range can be taken at any moment as the local
+# end of an outgoing connection, and then a server that is (re)started on it cannot bind.
 free_port() {
-  local port _
+  local port _ low=60000
+  read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=60000
+  [ "$low" -ge 21000 ] || low=60000
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % (low - 20000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   die "no free port on 127.0.0.1"
@@ -178,14 +183,17 @@ psql_on() {
 pg_url() { echo "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
 
 # start_penny URL [NAME=VALUE…]: $PENNY serving URL (empty: the bundled demo), with the extra
-# environment given, pinned by PIN_SERVER. Sets PENNY_PID, PENNY_PORT and PENNY_LOG.
+# environment given, pinned by PIN_SERVER, on PENNY_BIND (default 127.0.0.1:0, a free port; a
+# load balancer's backends need fixed ones). Sets PENNY_PID, PENNY_PORT and PENNY_LOG.
 PENNY_RUNS=0
 start_penny() {
   local url=$1
   shift
   PENNY_RUNS=$((PENNY_RUNS + 1))
   PENNY_LOG=$WORK/penny-$PENNY_RUNS.log
-  env -u DATABASE_URL ${url:+"DATABASE_URL=$url"} "$@" "${PIN_SERVER[@]}" "$PENNY" --bind 127.0.0.1:0 \
+  # Made here, not by the background job's redirection, which may come after the first look.
+  : > "$PENNY_LOG"
+  env -u DATABASE_URL ${url:+"DATABASE_URL=$url"} "$@" "${PIN_SERVER[@]}" "$PENNY" --bind "${PENNY_BIND:-127.0.0.1:0}" \
     > "$PENNY_LOG" 2>&1 &
   PENNY_PID=$!
   PIDS+=("$PENNY_PID")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Penny's reliability figures, from a clean checkout, in one command:
 #
-#     bash reliability/run.sh           # the full run: about 10 minutes on 2 cores
-#     bash reliability/run.sh --quick   # a smoke run: 5 s soaks, about 2 minutes
+#     bash reliability/run.sh           # the full run: about 11 minutes on 2 cores
+#     bash reliability/run.sh --quick   # a smoke run: 5 s soaks, about 3 minutes
 #
 # plus the release builds of Penny and of its test suite: several minutes from a clean
 # checkout, seconds after that.
@@ -19,6 +19,10 @@
 #   2. Faults. `cargo test --release --test reliability -- --nocapture --test-threads=1`: the
 #      tests in tests/reliability.rs, which print their figures (CI=true, so that a test needing
 #      PostgreSQL fails rather than skips).
+#   3. Scale-out. `bash reliability/scaleout.sh` (with --quick when given): 4 Pennys behind
+#      HAProxy through one PgBouncer to a PostgreSQL with max_connections = 20, under steady
+#      load, a rolling restart and a PgBouncer restart (see that script), with SOAK_CONNS
+#      connections.
 #
 # One markdown summary goes to stdout (progress to stderr) and is saved under
 # target/reliability/. Exits non-zero if anything failed. Everything it starts is stopped, and
@@ -30,7 +34,7 @@
 #   SOAK_CONNS         wrk's connections                        256
 #   SOAK_BACKENDS      which backends                           bundled sqlite postgres
 #   RSS_GROWTH_PCT     allowed RSS growth, in %                 10
-#   RELIABILITY_PARTS  which parts                              soak faults
+#   RELIABILITY_PARTS  which parts                              soak faults scaleout
 #   PENNY_POOL_SIZE and Penny's other PENNY_* settings reach it from the environment; unset,
 #   Penny runs with its defaults (a pool of 10), as in production.
 set -euo pipefail
@@ -64,12 +68,12 @@ SOAK_WARMUP_SECS=${SOAK_WARMUP_SECS:-$d_warmup}
 SOAK_CONNS=${SOAK_CONNS:-256}
 SOAK_BACKENDS=${SOAK_BACKENDS:-bundled sqlite postgres}
 RSS_GROWTH_PCT=${RSS_GROWTH_PCT:-10}
-PARTS=${RELIABILITY_PARTS:-soak faults}
+PARTS=${RELIABILITY_PARTS:-soak faults scaleout}
 for number in SOAK_SECS SOAK_WARMUP_SECS SOAK_CONNS RSS_GROWTH_PCT; do
   [[ ${!number} =~ ^[1-9][0-9]*$ ]] || { echo "$SCRIPT: $number must be a whole number ≥ 1 (it is '${!number}')" >&2; exit 2; }
 done
 for part in $PARTS; do
-  case "$part" in soak|faults) ;; *) echo "$SCRIPT: RELIABILITY_PARTS names soak and faults (not '$part')" >&2; exit 2 ;; esac
+  case "$part" in soak|faults|scaleout) ;; *) echo "$SCRIPT: RELIABILITY_PARTS names soak, faults and scaleout (not '$part')" >&2; exit 2 ;; esac
 done
 for backend in $SOAK_BACKENDS; do
   case "$backend" in bundled|sqlite|postgres) ;; *) echo "$SCRIPT: SOAK_BACKENDS names bundled, sqlite and postgres (not '$backend')" >&2; exit 2 ;; esac
@@ -263,6 +267,21 @@ if wanted faults; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Scale-out rehearsal: a script of its own, which starts (and stops) everything it needs.
+SCALEOUT_STATUS=
+if wanted scaleout; then
+  say "scale-out rehearsal: bash reliability/scaleout.sh$([ "$QUICK" = 1 ] && echo " --quick")"
+  started=$(now)
+  SCALEOUT_STATUS=0
+  scaleout_args=()
+  [ "$QUICK" = 1 ] && scaleout_args=(--quick)
+  SCALEOUT_CONNS=$SOAK_CONNS bash "$ROOT/reliability/scaleout.sh" "${scaleout_args[@]}" \
+    > "$WORK/scaleout.md" || SCALEOUT_STATUS=$?
+  SCALEOUT_TIME=$(since "$started")
+  [ "$SCALEOUT_STATUS" = 0 ] || fail "scale-out: reliability/scaleout.sh exited $SCALEOUT_STATUS"
+fi
+
+# ---------------------------------------------------------------------------------------------
 say "report"
 LOAD_AT_END=$(cut -d' ' -f1-3 /proc/loadavg)
 report "## Penny reliability run"
@@ -287,6 +306,22 @@ if wanted faults; then
   report '```'
   while IFS= read -r line; do report "$line"; done < <(grep -v '^$' "$WORK/faults.out")
   report '```'
+fi
+if wanted scaleout; then
+  report ""
+  if [ -s "$WORK/scaleout.md" ]; then
+    # Its summary, one heading level down, without the machine it shares with this one.
+    while IFS= read -r line; do
+      case "$line" in
+        "## "*) report "#$line (${SCALEOUT_TIME%.*} s)" ;;
+        "**Machine:**"*) ;;
+        "**Result:"*) report "**Scale-out result:${line#"**Result:"}" ;;
+        *) report "$line" ;;
+      esac
+    done < "$WORK/scaleout.md"
+  else
+    report "### Scale-out rehearsal: FAILED, exit $SCALEOUT_STATUS, no summary (its progress above says why)"
+  fi
 fi
 report ""
 if [ ${#FAILURES[@]} -eq 0 ]; then
