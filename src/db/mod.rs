@@ -1,6 +1,7 @@
 //! The database: `Db` is one of the backends, picked once at start-up, with one method per query.
 //! Driver types stop here; nothing above this module names one.
 
+mod counts;
 mod postgres;
 mod sqlite;
 pub mod synthetic;
@@ -45,6 +46,8 @@ pub struct Db {
     /// The causes logged during the current outage: each different one is logged once, so a
     /// restart that turns into a refused password says so.
     outage_causes: Arc<Mutex<Vec<String>>>,
+    /// Recent counts of searches with more than a page of books.
+    counts: Arc<counts::Counts>,
 }
 
 /// Enough different causes for one outage; beyond that they are not logged.
@@ -142,7 +145,7 @@ const _MIGRATION_FILES: &str = env!("PENNY_MIGRATION_FILES");
 
 /// What a search for an author prefix looks for: books whose `author_key` (the author's
 /// `fold`) lies in `[from, to)`, comparing UTF-8 bytes, the same on every backend.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AuthorRange {
     pub from: String,
     pub to: String,
@@ -227,6 +230,7 @@ impl Db {
             backend,
             reachable: Arc::new(AtomicBool::new(true)),
             outage_causes: Arc::new(Mutex::new(Vec::new())),
+            counts: Arc::default(),
         }
     }
 
@@ -283,7 +287,8 @@ impl Db {
     /// ISBN, each by its UTF-8 bytes. Reads at most one row more than a page.
     ///
     /// The page says how many books there are from its first one on: when there is no page
-    /// after it, it knows; when there is, a second query counts them, up to `COUNT_LIMIT`.
+    /// after it, it knows; when there is, a second query counts them, up to `COUNT_LIMIT`, and
+    /// that count is used again for the same search and page for `counts::COUNT_TTL`.
     pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
         let all = AuthorRange::starting_with(prefix);
         let range = all.clone().around(position);
@@ -293,6 +298,13 @@ impl Db {
         })?;
         let mut page = page(rows, position);
         if let (Some(_), Some(first)) = (&page.next, page.books.first()) {
+            let key = self
+                .counts
+                .key((&all, &first.author, &first.title, &first.isbn));
+            if let Some(count) = self.counts.get(key) {
+                page.remaining = count;
+                return Ok(page);
+            }
             let from = Cursor::from(first);
             let counted = self.observe(match &self.backend {
                 Backend::Sqlite(db) => db.count_books(all, from).await,
@@ -303,6 +315,7 @@ impl Db {
             } else {
                 Count::Exact(counted)
             };
+            self.counts.put(key, page.remaining);
         }
         Ok(page)
     }
@@ -320,10 +333,13 @@ impl Db {
 
     /// Adds `books` in one transaction; an ISBN already present is left as it is.
     pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
-        self.observe(match &self.backend {
+        let added = self.observe(match &self.backend {
             Backend::Sqlite(db) => db.add_books(books).await,
             Backend::Postgres(db) => db.add_books(books).await,
-        })
+        });
+        // After the books are in: a search meanwhile may have counted without them.
+        self.counts.forget();
+        added
     }
 
     /// Loads `count` synthetic books (see `synthetic`) in bulk: COPY on PostgreSQL, one

@@ -13,7 +13,7 @@ use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 /// The demo database, built from penny.sql by build.rs.
 static BUNDLED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/penny.sqlite"));
@@ -146,25 +146,27 @@ impl SqliteDb {
             return conn.run(f);
         }
         let started = Instant::now();
-        let permit =
-            tokio::time::timeout(self.checkout_timeout, self.calls.clone().acquire_owned())
-                .await
-                .map_err(|_| self.no_connection())?
-                .map_err(|_| DbError::Unavailable("Penny is shutting down".into()))?;
-        let wait = self.checkout_timeout.saturating_sub(started.elapsed());
-        let (pool, no_connection) = (self.pool.clone(), self.no_connection());
+        let limit = self.checkout_timeout;
+        // A free permit is taken at once; only a wait for one needs a timer.
+        let permit = match self.calls.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {
+                tokio::time::timeout(limit, self.calls.clone().acquire_owned())
+                    .await
+                    .map_err(|_| no_connection(limit))?
+                    .map_err(|_| shutting_down())?
+            }
+        };
+        let wait = limit.saturating_sub(started.elapsed());
+        let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut conn = pool.get_timeout(wait).map_err(|_| no_connection)?;
+            let mut conn = pool.get_timeout(wait).map_err(|_| no_connection(limit))?;
             conn.run(f)
         })
         .await
         .map_err(|err| DbError::Query(err.into()))?
-    }
-
-    fn no_connection(&self) -> DbError {
-        let message = format!("no database connection within {:?}", self.checkout_timeout);
-        DbError::Unavailable(message.into())
     }
 
     /// Waits, up to `limit`, for the calls running on the blocking pool to end, and lets no new
@@ -429,6 +431,14 @@ fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
         author: row.get(1)?,
         title: row.get(2)?,
     })
+}
+
+fn no_connection(limit: Duration) -> DbError {
+    DbError::Unavailable(format!("no database connection within {limit:?}").into())
+}
+
+fn shutting_down() -> DbError {
+    DbError::Unavailable("Penny is shutting down".into())
 }
 
 /// What stops Penny from using the file at `path` (creating it, with `create`), in words that
