@@ -736,9 +736,8 @@ impl Shared {
     /// on the server: the pool waits, longer each time, and says once that it cannot grow.
     /// With no connection open at all this is an outage, which `Db` logs as such.
     fn refused(&self, err: &tokio_postgres::Error) {
-        let say = self.refusals.refused();
         let open = self.open.load(Ordering::Relaxed);
-        if say && open > 0 {
+        if self.refusals.refused(open > 0) {
             tracing::warn!(
                 cause = cause_chain(err),
                 open,
@@ -794,15 +793,16 @@ impl Refusals {
         None
     }
 
-    /// Records a refusal; true when it is to be logged.
-    fn refused(&self) -> bool {
+    /// Records a refusal; true when it is to be logged (`worth_saying`, and not said lately).
+    fn refused(&self, worth_saying: bool) -> bool {
         let mut state = self.lock();
         let now = std::time::Instant::now();
         state.backoff = (state.backoff * 2).clamp(MIN_REFUSAL_BACKOFF, MAX_REFUSAL_BACKOFF);
         state.until = Some(now + state.backoff);
-        let say = state
-            .logged
-            .is_none_or(|logged| now.duration_since(logged) >= REFUSAL_LOG_EVERY);
+        let say = worth_saying
+            && state
+                .logged
+                .is_none_or(|logged| now.duration_since(logged) >= REFUSAL_LOG_EVERY);
         if say {
             state.logged = Some(now);
         }
