@@ -5,22 +5,22 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::postgres::{PASSWORD, PgServer, TableLock, available, can_start_servers};
+use common::load::{
+    Load, Outcome, Sample, describe, latencies, ms, percentile, secs, time_until_ok, timed_get,
+    warm_up,
+};
+use common::postgres::{
+    PASSWORD, PgServer, TableLock, available, can_start_servers, loaded_database,
+};
 use common::{Backend, RunningPenny, TestApp, TestDb, run_penny};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use penny::server::ServerOptions;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 /// The pages that need the database.
 const DATABASE_PATHS: [&str; 3] = [
@@ -39,217 +39,6 @@ const MIXED_PATHS: [&str; 4] = [
     "/static/penny.css",
     "/api/books?author=ker",
 ];
-
-/// How long a client waits for any answer before it counts the request as hung.
-const CLIENT_LIMIT: Duration = Duration::from_secs(15);
-
-// ---------------------------------------------------------------------------------------------
-// Load: client tasks sending requests one after another, each answer recorded.
-// ---------------------------------------------------------------------------------------------
-
-/// One request a load client sent and what became of it. Times are from the test's clock.
-#[derive(Clone, Debug)]
-struct Sample {
-    /// Unique per request, sent as X-Request-Id so the server's log can be matched to it.
-    id: String,
-    path: &'static str,
-    sent: Duration,
-    took: Duration,
-    outcome: Outcome,
-}
-
-#[derive(Clone, Debug)]
-enum Outcome {
-    /// A whole response arrived; the body is kept for anything but a 200.
-    Answered {
-        status: StatusCode,
-        body: Option<String>,
-    },
-    /// The connection failed before a response: refused, closed or reset.
-    Failed(String),
-    /// No answer within `CLIENT_LIMIT`.
-    Hung,
-}
-
-impl Sample {
-    fn status(&self) -> Option<StatusCode> {
-        match &self.outcome {
-            Outcome::Answered { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    fn done(&self) -> Duration {
-        self.sent + self.took
-    }
-
-    fn is(&self, status: StatusCode) -> bool {
-        self.status() == Some(status)
-    }
-}
-
-/// An HTTP/1.1 client on one connection, kept alive from request to request unless `churn`,
-/// and opened again whenever the server closes it.
-struct Client {
-    addr: SocketAddr,
-    churn: bool,
-    sender: Option<SendRequest<Empty<Bytes>>>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr, churn: bool) -> Client {
-        Client {
-            addr,
-            churn,
-            sender: None,
-        }
-    }
-
-    async fn get(&mut self, path: &str, id: &str) -> Result<(StatusCode, String), String> {
-        let reusable = self.sender.as_ref().is_some_and(|s| !s.is_closed());
-        if !reusable || self.churn {
-            let stream = TcpStream::connect(self.addr)
-                .await
-                .map_err(|err| format!("connect: {err}"))?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|err| format!("handshake: {err}"))?;
-            tokio::spawn(connection);
-            self.sender = Some(sender);
-        }
-        let sender = self.sender.as_mut().expect("a connection was just opened");
-        let request = Request::get(path)
-            .header("host", self.addr.to_string())
-            .header("x-request-id", id)
-            .body(Empty::new())
-            .expect("a valid request");
-        let result = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
-        }
-        .await;
-        result.map_err(|err| {
-            self.sender = None;
-            format!("request: {err}")
-        })
-    }
-}
-
-/// Client tasks, each sending `paths` in turn, one request at a time, until `finish`.
-struct Load {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<Vec<Sample>>>,
-}
-
-impl Load {
-    fn start(
-        addr: SocketAddr,
-        clients: usize,
-        paths: &'static [&'static str],
-        clock: Instant,
-    ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..clients)
-            .map(|task| {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let mut client = Client::new(addr, false);
-                    let mut samples = Vec::new();
-                    for turn in 0.. {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let path = paths[(task + turn) % paths.len()];
-                        let id = format!("c{task}-{turn}");
-                        let sent = clock.elapsed();
-                        let outcome =
-                            match tokio::time::timeout(CLIENT_LIMIT, client.get(path, &id)).await {
-                                Ok(Ok((status, body))) => Outcome::Answered {
-                                    status,
-                                    body: (status != StatusCode::OK).then_some(body),
-                                },
-                                Ok(Err(err)) => Outcome::Failed(err),
-                                Err(_) => Outcome::Hung,
-                            };
-                        let failed = !matches!(outcome, Outcome::Answered { .. });
-                        samples.push(Sample {
-                            id,
-                            path,
-                            sent,
-                            took: clock.elapsed() - sent,
-                            outcome,
-                        });
-                        if failed {
-                            // Start again on a new connection; a refused one fails at once, so
-                            // do not spin on it.
-                            client.sender = None;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                    samples
-                })
-            })
-            .collect();
-        Load { stop, tasks }
-    }
-
-    /// Stops the clients after their current request and returns every sample, in send order.
-    async fn finish(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut samples = Vec::new();
-        for task in self.tasks {
-            samples.extend(task.await.expect("a load client does not panic"));
-        }
-        samples.sort_by_key(|sample| sample.sent);
-        samples
-    }
-}
-
-/// The `p`th percentile (0 to 100) of `times`, or zero for none.
-fn percentile(times: &[Duration], p: f64) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    match sorted.len() {
-        0 => Duration::ZERO,
-        n => sorted[((p / 100.0) * (n - 1) as f64).round() as usize],
-    }
-}
-
-fn latencies<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Vec<Duration> {
-    samples.into_iter().map(|sample| sample.took).collect()
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn secs(duration: Duration) -> String {
-    format!("{:.2} s", duration.as_secs_f64())
-}
-
-/// A one-line account of `samples`: count, statuses, p50, p99 and the slowest.
-fn describe(samples: &[&Sample]) -> String {
-    let mut statuses = std::collections::BTreeMap::new();
-    for sample in samples {
-        let key = match &sample.outcome {
-            Outcome::Answered { status, .. } => status.as_u16().to_string(),
-            Outcome::Failed(why) => format!("failed: {why}"),
-            Outcome::Hung => "hung".into(),
-        };
-        *statuses.entry(key).or_insert(0) += 1;
-    }
-    let times = latencies(samples.iter().copied());
-    format!(
-        "{} requests {statuses:?}, p50 {}, p99 {}, max {}",
-        samples.len(),
-        ms(percentile(&times, 50.0)),
-        ms(percentile(&times, 99.0)),
-        ms(times.iter().max().copied().unwrap_or_default()),
-    )
-}
 
 /// Whether a 5xx body is Penny's generic page (or JSON error) and names no cause.
 fn is_generic_error(body: &str) -> bool {
@@ -282,19 +71,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(work)
         .await
         .expect("the blocking work does not panic")
-}
-
-/// A database with penny.sql loaded, on `server`; returns its URL (plain TCP) and its name.
-fn loaded_database(server: &PgServer) -> (String, String) {
-    let dbname = server.create_database();
-    let url = server.url(&dbname, "sslmode=disable");
-    let output = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (url, dbname)
 }
 
 /// A SQLite file with penny.sql loaded, in a temp dir that lives as long as the value.
@@ -343,18 +119,6 @@ fn is_running(penny: &mut RunningPenny) -> bool {
         .is_none()
 }
 
-/// Waits up to 5 s for `needle` in penny's log, and returns the log.
-async fn log_with(penny: &RunningPenny, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = penny.stdout();
-        if log.contains(needle) || Instant::now() > deadline {
-            return log;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The X-Request-Id of every request line in penny's log.
 fn logged_request_ids(log: &str) -> BTreeSet<String> {
     log.lines()
@@ -367,48 +131,6 @@ fn logged_request_ids(log: &str) -> BTreeSet<String> {
                 .to_string()
         })
         .collect()
-}
-
-/// GETs `path` on a new connection: the status and how long it took, or why it failed.
-async fn timed_get(
-    addr: SocketAddr,
-    path: &str,
-) -> (Result<(StatusCode, String), String>, Duration) {
-    let started = Instant::now();
-    let result = match tokio::time::timeout(
-        CLIENT_LIMIT,
-        Client::new(addr, true).get(path, "probe"),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err("no answer".into()),
-    };
-    (result, started.elapsed())
-}
-
-/// Polls `path` until it answers 200, for at most `limit`; returns how long that took.
-async fn time_until_ok(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let (Ok((StatusCode::OK, _)), _) = timed_get(addr, path).await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
-
-/// Sends `clients` searches at once and checks each succeeds, so that the pool has opened its
-/// connections before the figures start.
-async fn warm_up(addr: SocketAddr, clients: usize) {
-    let searches: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(timed_get(addr, "/searchresults?author=ker")))
-        .collect();
-    for search in searches {
-        let (result, _) = search.await.unwrap();
-        assert_eq!(result.map(|(status, _)| status), Ok(StatusCode::OK));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,7 +330,7 @@ async fn a_new_postgres_password_gives_503s_and_one_clear_log_line_and_the_new_u
 
     let before: Vec<&Sample> = samples.iter().filter(|s| s.done() < rotating).collect();
     let after: Vec<&Sample> = samples.iter().filter(|s| s.sent >= restarted).collect();
-    let log = log_with(&penny, "password authentication failed").await;
+    let log = penny.wait_for_log("password authentication failed", Duration::from_secs(5));
     let complaints: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("password authentication failed"))
@@ -743,7 +465,7 @@ async fn drain_under_load(signal: &str) {
     let exited = clock.elapsed();
     let samples = load.finish().await;
     let status = status.expect("penny exits within 30 s of the signal");
-    let log = log_with(&penny, "all connections closed").await;
+    let log = penny.wait_for_log("all connections closed", Duration::from_secs(5));
 
     let logged = logged_request_ids(&log);
     let answered: BTreeSet<String> = samples
