@@ -17,7 +17,7 @@
 #      2 MiB) above the RSS after the warm-up. A backend fails if Penny logs an error or does
 #      not exit 0 on SIGTERM afterwards.
 #   2. Faults. `cargo test --release --test reliability -- --nocapture --test-threads=1`: the
-#      tests in tests/reliability.rs, which print their figures (CI=true, so that a test needing
+#      tests in tests/reliability/, which print their figures (CI=true, so that a test needing
 #      PostgreSQL fails rather than skips).
 #
 # One markdown summary goes to stdout (progress to stderr) and is saved under
