@@ -82,6 +82,7 @@ async fn requests_beyond_the_in_flight_limit_get_an_immediate_503_with_retry_aft
             "{}",
             response.body
         );
+        assert!(response.text().contains("try again"), "{}", response.text());
     }
     for status in held_statuses.iter().chain(&after_statuses) {
         assert_eq!(status.as_ref().ok(), Some(&StatusCode::OK));

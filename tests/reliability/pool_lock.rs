@@ -61,7 +61,10 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
     paths.push("/");
     let paths: &'static [&'static str] = paths.leak();
     let load = Load::start(penny.addr, 24, paths, clock);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // One request beside the load, for the headers of its 503.
+    let probe = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(clock.elapsed())).await;
     let samples = load.finish().await;
     // Every request has its answer: none of penny's queries may still wait on the lock.
     let still_waiting = {
@@ -111,6 +114,12 @@ async fn a_pool_held_up_by_a_lock_answers_503_within_the_checkout_and_query_time
             "waited at most the checkout and query timeouts ({bound:?}): {sample:?}"
         );
     }
+    assert_eq!(probe.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        probe.header("retry-after"),
+        "1",
+        "the client is told when to retry"
+    );
     for sample in &home {
         assert!(sample.is(StatusCode::OK), "{sample:?}");
     }
