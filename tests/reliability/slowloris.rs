@@ -1,7 +1,7 @@
 //! Slowloris: sockets that send their headers too slowly are dropped at the header timeout while
 //! other clients are served.
 
-use crate::common::load::{Outcome, Sample, describe, latencies, percentile, secs, timed_get};
+use crate::common::load::{Outcome, Sample, describe, percentile, secs, timed_get};
 use crate::common::{Backend, TestApp, TestDb};
 use crate::helpers::MIXED_PATHS;
 use hyper::StatusCode;
@@ -134,15 +134,14 @@ async fn slowloris_sockets_are_dropped_after_the_header_timeout_while_other_clie
             "dropped soon after the timeout: {closed:?}"
         );
     }
-    // Normal clients keep their latency: all answered, p99 far under a second, and none made
-    // to wait anything like the header timeout the slow sockets are held to. (One connect in
-    // thousands can still meet a 1 s SYN retransmission on a busy machine, so the bound on
-    // single requests is the timeout, not 1 s.)
+    // Normal clients keep their latency: all answered, and none made to wait anything like the
+    // header timeout the slow sockets are held to. (One connect in thousands can still meet a
+    // 1 s SYN retransmission on a busy machine, so the bound on single requests is the timeout,
+    // not 1 s.) Their p99 is a benchmark figure: printed above, and bounded by
+    // reliability/run.sh, not here.
     for sample in before.iter().chain(&during) {
         assert!(sample.is(StatusCode::OK), "{sample:?}");
         assert!(sample.took < header_timeout, "not held up: {sample:?}");
     }
     assert!(!during.is_empty());
-    let p99 = percentile(&latencies(during.iter().copied()), 99.0);
-    assert!(p99 < Duration::from_millis(500), "p99 during: {p99:?}");
 }
