@@ -12,7 +12,9 @@
 //! - `error`: `AppError` and the status each error gets.
 //! - `fold`: what an author or a search becomes so that case and accents do not count.
 //! - `logging`: the log line's timestamp and fields, made cheap enough to write per request.
-//! - `db`: `Db`, one arm per backend, with one method per query.
+//! - `db`: `Db`, one arm per backend, with one method per query; `db/sqlite.rs` and
+//!   `db/postgres/` (its queries in `mod.rs`, the pool in `pool.rs`, TLS in `tls.rs`) hold each
+//!   backend's SQL and set-up.
 
 pub mod assets;
 pub mod clock;

@@ -5,6 +5,8 @@ mod postgres;
 mod sqlite;
 pub mod synthetic;
 
+pub use postgres::FIRST as POSTGRES_FIRST_PAGE;
+
 use crate::config::{DatabaseUrl, PoolConfig};
 use crate::fold::fold;
 use serde::{Deserialize, Serialize};
