@@ -237,35 +237,35 @@ impl PostgresDb {
         }
     }
 
-    /// Up to `limit` rows from `position` on, in the query's order (backwards for `Before`).
+    /// Up to a page and one more row from `position` on, in the query's order (backwards for
+    /// `Before`).
     pub async fn search_books(
         &self,
-        range: &AuthorRange,
-        position: &Position,
-        limit: usize,
+        range: AuthorRange,
+        position: Position,
     ) -> Result<Vec<Book>, DbError> {
-        let rows = with_connection!(self, |conn| conn.search(range, position, limit))?;
+        let rows = with_connection!(self, |conn| conn.search(&range, &position, PAGE_SIZE + 1))?;
         Ok(rows.iter().map(book).collect())
     }
 
     /// How many books of `range` there are from `from` on (`from` included), up to one more
     /// than COUNT_LIMIT.
-    pub async fn count_books(&self, range: &AuthorRange, from: &Cursor) -> Result<u64, DbError> {
-        let rows = with_connection!(self, |conn| conn.count(range, from))?;
+    pub async fn count_books(&self, range: AuthorRange, from: Cursor) -> Result<u64, DbError> {
+        let rows = with_connection!(self, |conn| conn.count(&range, &from))?;
         let count: i64 = rows.first().map_or(0, |row| row.get(0));
         Ok(count as u64)
     }
 
     pub async fn explain_search(
         &self,
-        range: &AuthorRange,
-        position: &Position,
+        range: AuthorRange,
+        position: Position,
     ) -> Result<Vec<String>, DbError> {
-        let (sql, cursor) = search_sql(position);
+        let (sql, cursor) = search_sql(&position);
         let explain = format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}");
         let limit = (PAGE_SIZE + 1) as i64;
         let key = cursor.map(Cursor::key);
-        let params = search_params(range, &limit, cursor.zip(key.as_ref()));
+        let params = search_params(&range, &limit, cursor.zip(key.as_ref()));
         let rows = with_connection!(self, |conn| conn.client.query_typed(&explain, &params))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
@@ -289,7 +289,7 @@ impl PostgresDb {
     }
 
     /// COPY into a temporary table, then one INSERT that skips ISBNs already present.
-    pub async fn load_synthetic(&self, count: u64, done: &AtomicU64) -> Result<(), DbError> {
+    pub async fn load_synthetic(&self, count: u64, done: Arc<AtomicU64>) -> Result<(), DbError> {
         let mut conn = self.checkout().await?;
         let tx = conn.client.transaction().await.map_err(classify)?;
         tx.batch_execute(

@@ -3,7 +3,8 @@
 //! tokio-postgres error is classified.
 
 use super::{AFTER, BEFORE, COUNT, CURSOR_TYPES, FIRST, FIRST_TYPES, search_params, search_sql};
-use crate::db::{AuthorRange, COUNT_LIMIT, Cursor, DbError, Position, cause_chain};
+use crate::db::{AuthorRange, COUNT_LIMIT, Cursor, DbError, Position};
+use crate::logging::cause_chain;
 use bb8::{ErrorSink, ManageConnection};
 use bb8_postgres::PostgresConnectionManager;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -13,6 +14,9 @@ use tokio::sync::{OnceCell, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The log lines keep the target they had before this module was split out of `postgres`.
+const TARGET: &str = "penny::db::postgres";
 
 /// A pooled connection and, talking to Postgres directly, its prepared statements: prepared on
 /// first use, since `penny init-db` connects before the table they name exists.
@@ -48,7 +52,7 @@ impl Conn {
         let cancel = self.client.cancel_token();
         tokio::spawn(async move {
             if let Err(err) = cancel.cancel_query(tls).await {
-                tracing::warn!(error = %err, "could not cancel a query that ran too long");
+                tracing::warn!(target: TARGET, error = %err, "could not cancel a query that ran too long");
             }
         });
     }
@@ -243,6 +247,7 @@ impl Shared {
         let open = self.open.load(Ordering::Relaxed);
         if say && open > 0 {
             tracing::warn!(
+                target: TARGET,
                 cause = cause_chain(err),
                 open,
                 size = self.size,
