@@ -203,7 +203,6 @@ impl PgBouncer {
 
     /// Once the test binary has gone, however it went, kills this PgBouncer (if its pidfile is
     /// still there) and removes its directory.
-    #[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
     fn watch_over(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -212,13 +211,7 @@ impl PgBouncer {
             child = self.child.id(),
             dir = self.dir.display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the watchdog starts");
+        postgres::start_watchdog(&script);
     }
 }
 

@@ -362,7 +362,6 @@ fn make_certificates(dir: &Path) {
 
 /// A process that outlives nothing: once the test binary has exited, it stops the server and
 /// removes its directory.
-#[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
 fn watch_over(bin: &Path, dir: &Path) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -376,8 +375,14 @@ fn watch_over(bin: &Path, dir: &Path) {
         data = dir.join("data").display(),
         dir = dir.display(),
     );
+    start_watchdog(&script);
+}
+
+/// Runs `script` (which waits for this process to exit, then cleans up) in the background.
+#[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
+pub fn start_watchdog(script: &str) {
     Command::new("sh")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
