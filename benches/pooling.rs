@@ -40,10 +40,6 @@ use std::time::{Duration, Instant};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Penny's PostgreSQL source, to take the first-page query from: pgbench must run exactly the
-/// SQL Penny prepares, however it changes.
-const POSTGRES_SOURCE: &str = include_str!("../src/db/postgres.rs");
-
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(args) => args,
@@ -496,20 +492,14 @@ async fn concurrent(db: &Db, s: &SearchSettings, expected: usize) -> Result<f64>
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Penny's first-page query, as src/db/postgres.rs has it.
+/// Penny's first-page query, the very SQL it prepares: pgbench must run it, however it changes.
 fn first_page_sql() -> Result<String> {
-    let start = "const FIRST: &str = r#\"";
-    let from = POSTGRES_SOURCE
-        .find(start)
-        .ok_or("src/db/postgres.rs has no `const FIRST: &str = r#\"…\"#` any more")?
-        + start.len();
-    let len = POSTGRES_SOURCE[from..]
-        .find("\"#")
-        .ok_or("src/db/postgres.rs: FIRST has no end")?;
-    let sql = &POSTGRES_SOURCE[from..from + len];
+    let sql = penny::db::POSTGRES_FIRST_PAGE;
     for param in ["$1", "$2", "$3"] {
         if !sql.contains(param) {
-            return Err(format!("Penny's FIRST query has no {param}: update this bench").into());
+            return Err(
+                format!("Penny's first-page query has no {param}: update this bench").into(),
+            );
         }
     }
     Ok(sql.to_string())

@@ -17,8 +17,10 @@
 #      2 MiB) above the RSS after the warm-up. A backend fails if Penny logs an error or does
 #      not exit 0 on SIGTERM afterwards.
 #   2. Faults. `cargo test --release --test reliability -- --nocapture --test-threads=1`: the
-#      tests in tests/reliability.rs, which print their figures (CI=true, so that a test needing
-#      PostgreSQL fails rather than skips).
+#      tests in tests/reliability/, which print their figures (CI=true, so that a test needing
+#      PostgreSQL fails rather than skips). The tests assert the deadlines Penny sets; the
+#      latency figures they print are checked here: the p99 of the normal clients during
+#      slowloris must stay under SLOWLORIS_P99_MS.
 #   3. Scale-out. `bash reliability/scaleout.sh` (with --quick when given): 4 Pennys behind
 #      HAProxy through one PgBouncer to a PostgreSQL with max_connections = 20, under steady
 #      load, a rolling restart and a PgBouncer restart (see that script), with SOAK_CONNS
@@ -35,6 +37,7 @@
 #   SOAK_BACKENDS      which backends                           bundled sqlite postgres
 #   RSS_GROWTH_PCT     allowed RSS growth, in %                 10
 #   RELIABILITY_PARTS  which parts                              soak faults scaleout
+#   SLOWLORIS_P99_MS   bound on p99 during slowloris, in ms     500
 #   PENNY_POOL_SIZE and Penny's other PENNY_* settings reach it from the environment; unset,
 #   Penny runs with its defaults (a pool of 10), as in production.
 set -euo pipefail
@@ -69,6 +72,7 @@ SOAK_CONNS=${SOAK_CONNS:-256}
 SOAK_BACKENDS=${SOAK_BACKENDS:-bundled sqlite postgres}
 RSS_GROWTH_PCT=${RSS_GROWTH_PCT:-10}
 PARTS=${RELIABILITY_PARTS:-soak faults scaleout}
+SLOWLORIS_P99_MS=${SLOWLORIS_P99_MS:-500}
 for number in SOAK_SECS SOAK_WARMUP_SECS SOAK_CONNS RSS_GROWTH_PCT; do
   [[ ${!number} =~ ^[1-9][0-9]*$ ]] || { echo "$SCRIPT: $number must be a whole number ≥ 1 (it is '${!number}')" >&2; exit 2; }
 done
@@ -263,6 +267,14 @@ if wanted faults; then
   if [ "$FAULTS_STATUS" != 0 ]; then
     tail -n 40 "$WORK/faults.err" >&2
     fail "faults: cargo test --release --test reliability exited $FAULTS_STATUS"
+  fi
+  # "  normal clients during: N requests {...}, p50 X ms, p99 Y ms, max Z ms"
+  p99=$(awk '/normal clients during:/ {
+               for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1) }' "$WORK/faults.out")
+  if [ -z "$p99" ]; then
+    fail "faults: no p99 of the normal clients during slowloris in the tests' output"
+  elif awk -v p99="$p99" -v max="$SLOWLORIS_P99_MS" 'BEGIN { exit !(p99 >= max) }'; then
+    fail "faults: the normal clients' p99 during slowloris was $p99 ms (must be under $SLOWLORIS_P99_MS ms)"
   fi
 fi
 

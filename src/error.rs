@@ -74,7 +74,7 @@ impl AppError {
 
     /// The whole cause chain on one line, for the log.
     pub fn cause_chain(&self) -> String {
-        crate::db::cause_chain(self)
+        crate::logging::cause_chain(self)
     }
 
     /// An outage is logged by the database layer when it starts, not again for each request.

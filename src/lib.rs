@@ -11,8 +11,11 @@
 //! - `clock`: the time of day the pages show, in the zone TZ names.
 //! - `error`: `AppError` and the status each error gets.
 //! - `fold`: what an author or a search becomes so that case and accents do not count.
-//! - `logging`: the log line's timestamp and fields, made cheap enough to write per request.
-//! - `db`: `Db`, one arm per backend, with one method per query.
+//! - `logging`: the log line's timestamp and fields, made cheap enough to write per request;
+//!   `cause_chain`, an error and its causes on one line.
+//! - `db`: `Db`, one arm per backend, with one method per query; `db/sqlite.rs` and
+//!   `db/postgres/` (its queries in `mod.rs`, the pool in `pool.rs`, TLS in `tls.rs`) hold each
+//!   backend's SQL and set-up, and `db/outage.rs` logs when the database goes and comes back.
 
 pub mod assets;
 pub mod clock;

@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// PgBouncer, wherever it is installed (see tests/common/tools.rs).
@@ -89,14 +89,7 @@ impl PgBouncer {
     }
 
     fn try_start(server_port: u16) -> Result<PgBouncer, String> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "penny-pgbouncer-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = postgres::make_dir("pgbouncer");
         let port = free_port();
         // PgBouncer checks clients' passwords against this list, and logs in to the server with
         // the same password (SCRAM). Clients log in to it with MD5: a password login all the
@@ -210,7 +203,6 @@ impl PgBouncer {
 
     /// Once the test binary has gone, however it went, kills this PgBouncer (if its pidfile is
     /// still there) and removes its directory.
-    #[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
     fn watch_over(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -219,13 +211,7 @@ impl PgBouncer {
             child = self.child.id(),
             dir = self.dir.display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the watchdog starts");
+        postgres::start_watchdog(&script);
     }
 }
 

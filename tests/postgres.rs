@@ -4,55 +4,15 @@
 
 mod common;
 
-use common::postgres::{PASSWORD, PgServer, TableLock, available, can_start_servers};
-use common::{RunningPenny, TestDb, run_penny};
+use common::load::{time_until_ok, timed_get};
+use common::postgres::{
+    PASSWORD, PgServer, TableLock, available, can_start_servers, loaded_database,
+};
+use common::{RunningPenny, TestDb, assert_one_clear_line, run_penny};
 use hyper::StatusCode;
 use penny::config::PoolConfig;
 use penny::db::{Book, Position};
 use std::time::{Duration, Instant};
-
-/// A database with penny.sql loaded, on `server`; returns its URL (plain TCP).
-fn loaded_database(server: &PgServer) -> String {
-    let url = server.url(&server.create_database(), "sslmode=disable");
-    let output = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    url
-}
-
-/// GETs `path` and returns the status and how long the answer took.
-async fn timed_get(penny: &RunningPenny, path: &str) -> (StatusCode, Duration) {
-    let started = Instant::now();
-    let response = common::get(penny.addr, path, &[]).await;
-    (response.status, started.elapsed())
-}
-
-/// Polls `path` until it answers 200, for at most `limit`; returns how long that took.
-async fn time_until_ok(penny: &RunningPenny, path: &str, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if common::get(penny.addr, path, &[]).await.status == StatusCode::OK {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-fn one_clear_line(output: &std::process::Output) -> String {
-    let err = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success());
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("penny: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    err
-}
 
 #[cfg_attr(
     not(penny_postgres_server),
@@ -64,7 +24,7 @@ async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
         return;
     }
     let server = PgServer::start();
-    let url = loaded_database(&server);
+    let url = loaded_database(&server).0;
     server.stop();
 
     let started = Instant::now();
@@ -73,14 +33,21 @@ async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
         started.elapsed() < Duration::from_secs(2),
         "it binds without the database"
     );
-    assert_eq!(timed_get(&penny, "/").await.0, StatusCode::OK);
+    assert_eq!(
+        timed_get(penny.addr, "/").await.0.map(|(status, _)| status),
+        Ok(StatusCode::OK)
+    );
     for path in [
         "/healthz",
         "/searchresults?author=ker",
         "/api/books?author=ker",
     ] {
-        let (status, took) = timed_get(&penny, path).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let (answer, took) = timed_get(penny.addr, path).await;
+        assert_eq!(
+            answer.map(|(status, _)| status),
+            Ok(StatusCode::SERVICE_UNAVAILABLE),
+            "{path}"
+        );
         assert!(took < Duration::from_secs(1), "{path} took {took:?}");
     }
     let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
@@ -95,12 +62,23 @@ async fn penny_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     );
 
     server.start_again();
-    let took = time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5)).await;
+    let took = time_until_ok(
+        penny.addr,
+        "/searchresults?author=ker",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(
         took.expect("Penny recovers") < Duration::from_secs(2),
         "{took:?}"
     );
-    assert_eq!(timed_get(&penny, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(
+        timed_get(penny.addr, "/healthz")
+            .await
+            .0
+            .map(|(status, _)| status),
+        Ok(StatusCode::OK)
+    );
 }
 
 #[cfg_attr(
@@ -113,7 +91,7 @@ async fn a_postgres_restart_gives_fast_503s_then_every_request_succeeds_again() 
         return;
     }
     let server = PgServer::start();
-    let url = loaded_database(&server);
+    let url = loaded_database(&server).0;
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
     // Fill the pool with several connections, all of which the restart will cut.
     let warm: Vec<_> = (0..20)
@@ -125,15 +103,23 @@ async fn a_postgres_restart_gives_fast_503s_then_every_request_succeeds_again() 
 
     server.stop();
     for _ in 0..10 {
-        let (status, took) = timed_get(&penny, "/searchresults?author=ker").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (answer, took) = timed_get(penny.addr, "/searchresults?author=ker").await;
+        assert_eq!(
+            answer.map(|(status, _)| status),
+            Ok(StatusCode::SERVICE_UNAVAILABLE)
+        );
         assert!(
             took < Duration::from_secs(1),
             "a request during the outage took {took:?}"
         );
     }
     server.start_again();
-    let took = time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5)).await;
+    let took = time_until_ok(
+        penny.addr,
+        "/searchresults?author=ker",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(
         took.expect("Penny recovers") < Duration::from_secs(2),
         "{took:?}"
@@ -173,12 +159,12 @@ async fn a_wrong_password_fails_within_five_seconds_with_one_line_and_no_passwor
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server).replace(PASSWORD, "Wrong-pw-81x");
+    let url = loaded_database(server).0.replace(PASSWORD, "Wrong-pw-81x");
     for command in [&["books", "ker"][..], &["init-db"][..]] {
         let started = Instant::now();
         let output = run_penny(command, &[("DATABASE_URL", &url)], None);
         assert!(started.elapsed() < Duration::from_secs(5), "{command:?}");
-        let err = one_clear_line(&output);
+        let err = assert_one_clear_line(&output, &[]);
         assert!(err.contains("password authentication failed"), "{err}");
         assert!(
             !err.contains("Wrong-pw-81x") && !err.contains(PASSWORD),
@@ -214,7 +200,7 @@ async fn an_unreachable_or_silent_server_fails_within_five_seconds() {
                 took < Duration::from_secs(5),
                 "{command:?} on {url} took {took:?}"
             );
-            let err = one_clear_line(&output);
+            let err = assert_one_clear_line(&output, &[]);
             assert!(err.to_lowercase().contains(reason), "{err}");
         }
     }
@@ -230,7 +216,7 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("PENNY_POOL_SIZE", "2"),
@@ -238,8 +224,11 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
     ];
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &env, None);
     assert_eq!(
-        timed_get(&penny, "/searchresults?author=ker").await.0,
-        StatusCode::OK
+        timed_get(penny.addr, "/searchresults?author=ker")
+            .await
+            .0
+            .map(|(status, _)| status),
+        Ok(StatusCode::OK)
     );
 
     // Another session locks the table for 3 s: the searches holding both connections wait.
@@ -271,8 +260,11 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
 
     for _ in 0..20 {
         assert_eq!(
-            timed_get(&penny, "/searchresults?author=ker").await.0,
-            StatusCode::OK
+            timed_get(penny.addr, "/searchresults?author=ker")
+                .await
+                .0
+                .map(|(status, _)| status),
+            Ok(StatusCode::OK)
         );
     }
     let connections = server.psql(
@@ -295,7 +287,7 @@ async fn the_password_never_appears_in_a_log_line_an_error_or_a_page() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let down_url = format!(
         "postgres://postgres:{PASSWORD}@127.0.0.1:{}/x",
         common::postgres::free_port()
@@ -340,7 +332,7 @@ async fn database_errors_never_hold_the_password_however_they_are_shown() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let wrong = "Wrong-pw-in-process-31x";
     common::secrets::register(wrong);
     let down = format!(
@@ -386,7 +378,7 @@ async fn init_db_on_postgres_keeps_every_book_and_reset_reloads() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     server.psql(
         dbname,
@@ -447,7 +439,7 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let db = TestDb::open(&url, &PoolConfig::default()).await;
     let db = &db.db;
     let syllables = [
@@ -528,7 +520,7 @@ async fn a_deep_page_of_one_authors_books_starts_at_its_cursor_on_postgres() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let db = TestDb::open(&url, &PoolConfig::default()).await;
     let db = &db.db;
     let books = (0..20_000)
@@ -578,7 +570,7 @@ async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there()
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     for _ in 0..2 {
         let output = run_penny(&["load-synthetic", "2000"], &[("DATABASE_URL", &url)], None);
         assert!(
@@ -622,7 +614,7 @@ async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request()
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let dbname = dbname(&url);
     // Penny's role has a statement_timeout, which the searches run into while another session
     // locks the table.
@@ -638,9 +630,13 @@ async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request()
     let url = url.replacen("//postgres:", &format!("//{role}:"), 1);
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
     assert!(
-        time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5))
-            .await
-            .is_some()
+        time_until_ok(
+            penny.addr,
+            "/searchresults?author=ker",
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some()
     );
     let lock = TableLock::take(server, dbname, 5.0);
     for path in ["/searchresults?author=ker", "/api/books?author=ker"] {
@@ -651,9 +647,13 @@ async fn a_query_the_server_cancels_is_a_503_logged_once_not_a_500_per_request()
     }
     lock.release(server, dbname);
     assert!(
-        time_until_ok(&penny, "/searchresults?author=ker", Duration::from_secs(5))
-            .await
-            .is_some()
+        time_until_ok(
+            penny.addr,
+            "/searchresults?author=ker",
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some()
     );
     let log = penny.wait_for_log("reachable again", Duration::from_secs(5));
     assert_eq!(
@@ -682,7 +682,7 @@ async fn every_connection_ended_by_the_server_at_once_fails_no_request() {
         return;
     }
     let server = PgServer::shared();
-    let url = loaded_database(server);
+    let url = loaded_database(server).0;
     let dbname = dbname(&url);
     let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
     let terminate = format!(
@@ -717,7 +717,7 @@ async fn a_server_that_refuses_more_connections_is_not_stormed_and_penny_says_wh
     }
     // A server of its own, whose log counts the refused connects.
     let server = PgServer::start();
-    let url = loaded_database(&server);
+    let url = loaded_database(&server).0;
     let dbname = dbname(&url);
     // A role that may hold 3 connections, and a pool of 10 that would like more.
     let role = format!("storm_{dbname}");

@@ -2,15 +2,18 @@
 //! Driver types stop here; nothing above this module names one.
 
 mod counts;
+mod outage;
 mod postgres;
 mod sqlite;
 pub mod synthetic;
 
+pub use postgres::FIRST as POSTGRES_FIRST_PAGE;
+
 use crate::config::{DatabaseUrl, PoolConfig};
 use crate::fold::fold;
+use outage::Outages;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A row of the books table, as the pages and the JSON API show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,18 +43,12 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     backend: Backend,
-    /// Whether the last attempt to reach the database worked, so that an outage is logged
-    /// when it starts and when it ends, not once per request.
-    reachable: Arc<AtomicBool>,
-    /// The causes logged during the current outage: each different one is logged once, so a
-    /// restart that turns into a refused password says so.
-    outage_causes: Arc<Mutex<Vec<String>>>,
+    /// Every query's outcome goes through it, so that an outage is logged when it starts and
+    /// when it ends, not once per request.
+    outages: Arc<Outages>,
     /// Recent counts of searches with more than a page of books.
     counts: Arc<counts::Counts>,
 }
-
-/// Enough different causes for one outage; beyond that they are not logged.
-const MAX_OUTAGE_CAUSES: usize = 8;
 
 /// One arm per database; each method of `Db` matches on it, so every query exists for both.
 #[derive(Clone)]
@@ -228,8 +225,7 @@ impl Db {
     fn new(backend: Backend) -> Db {
         Db {
             backend,
-            reachable: Arc::new(AtomicBool::new(true)),
-            outage_causes: Arc::new(Mutex::new(Vec::new())),
+            outages: Arc::new(Outages::new()),
             counts: Arc::default(),
         }
     }
@@ -249,37 +245,9 @@ impl Db {
         }
     }
 
-    /// Logs the start and the end of an outage, and each different cause once in between.
-    /// Only failures touch the lock, and never wait for it; a working database costs one atomic
-    /// load.
+    /// Passes `result` on, logging the start and the end of an outage (see `Outages`).
     fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
-        match &result {
-            Err(DbError::Unavailable(cause)) => {
-                // In an outage every request comes here: none waits for another's log line.
-                // One that finds the lock taken skips it; the next with its cause logs it.
-                let Ok(mut causes) = self.outage_causes.try_lock() else {
-                    return result;
-                };
-                let cause = cause_chain(cause.as_ref());
-                if self.reachable.swap(false, Ordering::Relaxed) {
-                    causes.clear();
-                    tracing::error!(cause, "the database is unavailable");
-                    causes.push(cause);
-                } else if causes.len() < MAX_OUTAGE_CAUSES && !causes.contains(&cause) {
-                    tracing::error!(cause, "the database is still unavailable");
-                    causes.push(cause);
-                }
-            }
-            Ok(_) => {
-                if !self.reachable.load(Ordering::Relaxed)
-                    && !self.reachable.swap(true, Ordering::Relaxed)
-                {
-                    tracing::info!("the database is reachable again");
-                }
-            }
-            Err(_) => {}
-        }
-        result
+        self.outages.observe(result)
     }
 
     /// A page of the books whose author starts with `prefix`, case and accents aside (see
@@ -294,7 +262,7 @@ impl Db {
         let range = all.clone().around(position);
         let rows = self.observe(match &self.backend {
             Backend::Sqlite(db) => db.search_books(range, position.clone()).await,
-            Backend::Postgres(db) => db.search_books(&range, position, PAGE_SIZE + 1).await,
+            Backend::Postgres(db) => db.search_books(range, position.clone()).await,
         })?;
         let mut page = page(rows, position);
         if let (Some(_), Some(first)) = (&page.next, page.books.first()) {
@@ -308,7 +276,7 @@ impl Db {
             let from = Cursor::from(first);
             let counted = self.observe(match &self.backend {
                 Backend::Sqlite(db) => db.count_books(all, from).await,
-                Backend::Postgres(db) => db.count_books(&all, &from).await,
+                Backend::Postgres(db) => db.count_books(all, from).await,
             })?;
             page.remaining = if counted > COUNT_LIMIT {
                 Count::MoreThan(COUNT_LIMIT)
@@ -353,7 +321,7 @@ impl Db {
     ) -> Result<(), DbError> {
         self.observe(match &self.backend {
             Backend::Sqlite(db) => db.load_synthetic(count, done).await,
-            Backend::Postgres(db) => db.load_synthetic(count, &done).await,
+            Backend::Postgres(db) => db.load_synthetic(count, done).await,
         })
     }
 
@@ -367,7 +335,7 @@ impl Db {
         let range = AuthorRange::starting_with(prefix).around(position);
         self.observe(match &self.backend {
             Backend::Sqlite(db) => db.explain_search(range, position.clone()).await,
-            Backend::Postgres(db) => db.explain_search(&range, position).await,
+            Backend::Postgres(db) => db.explain_search(range, position.clone()).await,
         })
     }
 
@@ -457,18 +425,6 @@ fn page(mut rows: Vec<Book>, position: &Position) -> Page {
         next,
         remaining,
     }
-}
-
-/// `err` and its sources on one line, for the log.
-pub fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! the harness is checked for the tests' database passwords (see `secrets`).
 #![allow(dead_code, unused_macros)] // each test binary uses its own part of the harness
 
+pub mod load;
 pub mod postgres;
 pub mod secrets;
 pub mod tools;
@@ -734,6 +735,36 @@ impl Drop for RunningPenny {
             self.stderr();
         }
     }
+}
+
+/// A failure a user can read: penny exited unsuccessfully with one line on stderr, starting
+/// `penny: ` and holding each of `expected`, with no panic, no backtrace, no password and the
+/// outage not said twice. Returns the line.
+pub fn assert_one_clear_line(output: &std::process::Output, expected: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "exit status {:?}: {err}",
+        output.status
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("penny: "), "{err}");
+    for word in expected {
+        assert!(err.contains(word), "expected {word:?} in {err}");
+    }
+    let lower = err.to_lowercase();
+    assert!(
+        !lower.contains("panicked") && !lower.contains("backtrace"),
+        "{err}"
+    );
+    assert!(lower.matches("unavailable").count() <= 1, "{err}");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !err.contains(postgres::PASSWORD) && !out.contains(postgres::PASSWORD),
+        "{err}"
+    );
+    secrets::check_output(output, "penny, which failed");
+    err
 }
 
 /// Runs `penny` to completion with `args` and `env` (no DATABASE_URL unless given); what it

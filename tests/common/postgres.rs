@@ -89,7 +89,7 @@ impl PgServer {
     /// A server of this test's own, to stop and start at will.
     pub fn start() -> PgServer {
         let bin = bindir().expect("PostgreSQL server binaries");
-        let dir = make_dir();
+        let dir = make_dir("pg");
         let data = dir.join("data");
         std::fs::write(dir.join("pwfile"), PASSWORD).unwrap();
         make_certificates(&dir);
@@ -281,10 +281,11 @@ fn run(command: &mut Command) {
     );
 }
 
-fn make_dir() -> PathBuf {
+/// A fresh, empty directory `penny-{name}-{pid}-{n}` in the temp dir, unique in this process.
+pub fn make_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "penny-pg-{}-{}",
+        "penny-{name}-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -361,7 +362,6 @@ fn make_certificates(dir: &Path) {
 
 /// A process that outlives nothing: once the test binary has exited, it stops the server and
 /// removes its directory.
-#[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
 fn watch_over(bin: &Path, dir: &Path) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -375,8 +375,14 @@ fn watch_over(bin: &Path, dir: &Path) {
         data = dir.join("data").display(),
         dir = dir.display(),
     );
+    start_watchdog(&script);
+}
+
+/// Runs `script` (which waits for this process to exit, then cleans up) in the background.
+#[allow(clippy::zombie_processes)] // it must outlive the test binary, so nothing waits for it
+pub fn start_watchdog(script: &str) {
     Command::new("sh")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -449,4 +455,18 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
     check()
+}
+
+/// A database with penny.sql loaded by `penny init-db`, on `server`; returns its URL (plain
+/// TCP) and its name.
+pub fn loaded_database(server: &PgServer) -> (String, String) {
+    let dbname = server.create_database();
+    let url = server.url(&dbname, "sslmode=disable");
+    let output = super::run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (url, dbname)
 }

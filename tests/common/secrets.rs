@@ -138,7 +138,7 @@ pub fn expect<T, E: std::error::Error>(result: Result<T, E>, what: &str) -> T {
     match result {
         Ok(value) => value,
         Err(err) => {
-            let shown = format!("{}\n{err:?}", penny::db::cause_chain(&err));
+            let shown = format!("{}\n{err:?}", penny::logging::cause_chain(&err));
             check(&shown, &format!("the error from {what}"));
             panic!("{}: {shown}", mask(what));
         }
