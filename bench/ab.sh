@@ -15,8 +15,9 @@
 # Measured, with wrk on core 0 and Penny on core 1 (PostgreSQL unpinned): the search page and the
 # API for "Ker" (2 of the demo books) at 16 connections, on a SQLite file and on PostgreSQL;
 # then, with a million synthetic books loaded into each build's databases, the first page of
-# "Tur" (16,698 books) at one connection, and its search page (which counts them) at 16. Each build makes its own databases with its own
-# `penny init-db` and `penny load-synthetic`, so revisions with different schemas compare fairly.
+# "Tur" (16,698 books) at one connection, and its search page (which counts them) at 16. Each
+# build makes its own databases with its own `penny init-db` and `penny load-synthetic`, so
+# revisions with different schemas compare fairly.
 #
 # The earlier revision is built in a worktree under target/ab/ (a full release build the first
 # time, about 7 minutes; cached after). Everything started is stopped at exit, also on Ctrl-C.
