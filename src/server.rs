@@ -4,12 +4,12 @@
 
 use crate::error::AppError;
 use crate::routes::{self, App};
+use hyper::body::Incoming;
 use hyper::header::{HOST, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{HttpService, service_fn};
 use hyper::{Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// Limits that protect the server from slow or greedy clients.
 #[derive(Clone, Debug)]
@@ -88,21 +88,18 @@ pub async fn serve(
         .header_read_timeout(options.header_timeout)
         .max_header_size(options.max_header_bytes)
         .max_buf_size(options.max_header_bytes.max(8192) * 2);
-    let graceful = GracefulShutdown::new();
+    // Shutdown is announced to every connection's task through this; once every task has ended
+    // (each owns a receiver), `closed` completes.
+    let (stop, stopped) = watch::channel(false);
     // Requests being handled now, against the limit: past it a request is refused at once
     // rather than queued, since waiting longer only adds to a backlog.
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
-    let stopping = Arc::new(AtomicBool::new(false));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failing = AcceptFailures::default();
 
-    // Connections taken from the backlog at shutdown get their one request answered, then
-    // close: graceful shutdown would close them before they read it.
-    let mut last_orders = http.clone();
-    last_orders.keep_alive(false);
-    // Serves one accepted connection on a task of its own, until it ends or stalls; `last`
-    // for one taken from the backlog at shutdown.
-    let start = |stream: TcpStream, peer: SocketAddr, last: bool| {
+    // Serves one accepted connection on a task of its own, until it ends, stalls, or (after
+    // shutdown began) has answered the request it was accepted for.
+    let start = |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let app = app.clone();
@@ -141,14 +138,10 @@ pub async fn serve(
         let watch = Watch {
             activity,
             stall_timeout: options.stall_timeout,
-            stopping: stopping.clone(),
+            stop: stopped.clone(),
             peer,
         };
-        if last {
-            tokio::spawn(watch.run(last_orders.serve_connection(io, service)))
-        } else {
-            tokio::spawn(watch.run(graceful.watch(http.serve_connection(io, service))))
-        }
+        tokio::spawn(watch.run(http.serve_connection(io, service)));
     };
 
     loop {
@@ -165,7 +158,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         failing.accepted();
-        start(stream, peer, false);
+        start(stream, peer);
     }
 
     failing.stopped();
@@ -173,27 +166,21 @@ pub async fn serve(
     // it would reset them unanswered (a load balancer sees a request sent and no answer). Take
     // them first: each is served its request like any other, then closed.
     // The listener is non-blocking: accept returns WouldBlock once the backlog is empty.
-    let mut last_ones = Vec::new();
     if let Ok(listener) = listener.into_std() {
         while let Ok((stream, peer)) = listener.accept() {
             let stream = stream
                 .set_nonblocking(true)
                 .and_then(|()| TcpStream::from_std(stream));
             if let Ok(stream) = stream {
-                last_ones.push(start(stream, peer, true));
+                start(stream, peer);
             }
         }
     }
-    stopping.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: finishing requests in flight");
-    let all_closed = async {
-        graceful.shutdown().await;
-        for connection in last_ones {
-            let _ = connection.await;
-        }
-    };
+    stop.send_replace(true);
+    drop(stopped);
     tokio::select! {
-        () = all_closed => tracing::info!("all connections closed"),
+        () = stop.closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
@@ -242,27 +229,87 @@ impl AcceptFailures {
     }
 }
 
-/// What watches a connection: its activity, and how long it may stall.
+/// What drives a connection: its activity, how long it may stall, and the shutdown signal.
 struct Watch {
     activity: Arc<Activity>,
     stall_timeout: Duration,
-    stopping: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
     peer: SocketAddr,
 }
 
+/// How often a connection checks whether it has stalled (more often if the bound is shorter).
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often, once shutdown has begun, a connection that has not yet read anything looks for
+/// the request it was accepted for.
+const FIRST_BYTES_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
 impl Watch {
-    /// Runs `connection` until it ends or stalls, and logs how it ended.
-    async fn run(self, connection: impl Future<Output = Result<(), hyper::Error>>) {
+    /// Runs `connection` to its end, and logs how it ended. It is closed (the task drops it)
+    /// once no byte has moved on it for the stall timeout while none of its requests was being
+    /// handled, or for `SHUTDOWN_STALL_TIMEOUT` once shutdown has begun; a request being
+    /// handled is never cut, however long it waits on the database (the bound counts from the
+    /// last check that saw it in flight). When shutdown begins it is told to finish: at once if
+    /// it has read or written anything, since hyper then answers the request under way and
+    /// closes; a connection that has read nothing yet is told only once its first bytes are in,
+    /// because hyper closes an untouched connection at once, request waiting in the socket or
+    /// not.
+    async fn run<S, B>(self, connection: http1::Connection<TokioIo<Watched>, S>)
+    where
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let Watch {
             activity,
             stall_timeout,
-            stopping,
+            mut stop,
             peer,
         } = self;
-        match close_when_stalled(connection, &activity, stall_timeout, &stopping).await {
-            Some(Ok(())) => {}
-            Some(Err(err)) => log_connection_error(&err, peer, &activity),
-            None => tracing::info!(%peer, "closed a connection on which nothing moved"),
+        let mut connection = std::pin::pin!(connection);
+        let mut stopping = *stop.borrow();
+        let mut told = false;
+        let mut progress = activity.progress.load(Ordering::Relaxed);
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            let tick = if stopping && !told {
+                FIRST_BYTES_CHECK_INTERVAL
+            } else {
+                stall_timeout.min(STALL_CHECK_INTERVAL)
+            };
+            tokio::select! {
+                biased;
+                ended = connection.as_mut() => {
+                    if let Err(err) = ended {
+                        log_connection_error(&err, peer, &activity);
+                    }
+                    return;
+                }
+                // An error means the server is gone: as good as a stop.
+                _ = stop.changed(), if !stopping => stopping = true,
+                () = tokio::time::sleep(tick) => {}
+            }
+            let now = tokio::time::Instant::now();
+            let seen = activity.progress.load(Ordering::Relaxed);
+            if stopping && !told && seen > 0 {
+                connection.as_mut().graceful_shutdown();
+                told = true;
+            }
+            if seen != progress || activity.handling.load(Ordering::Relaxed) > 0 {
+                progress = seen;
+                quiet_since = now;
+                continue;
+            }
+            let bound = if stopping {
+                stall_timeout.min(SHUTDOWN_STALL_TIMEOUT)
+            } else {
+                stall_timeout
+            };
+            if now.duration_since(quiet_since) >= bound {
+                tracing::info!(%peer, "closed a connection on which nothing moved");
+                return;
+            }
         }
     }
 }
@@ -385,48 +432,6 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// How often a connection checks whether it has stalled (more often if the bound is shorter).
-const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Runs `connection` to its end, or drops it (closing the socket) once no byte has moved on it
-/// for `timeout` while none of its requests was being handled, or for `SHUTDOWN_STALL_TIMEOUT`
-/// once `stopping` is set; `None` then. A request being handled is never cut, however long it
-/// waits on the database: the bound counts from the last check that saw it in flight, so its
-/// answer then has the whole bound to start moving.
-async fn close_when_stalled<F: Future>(
-    connection: F,
-    activity: &Activity,
-    timeout: Duration,
-    stopping: &AtomicBool,
-) -> Option<F::Output> {
-    let mut connection = std::pin::pin!(connection);
-    let check_every = timeout.min(STALL_CHECK_INTERVAL);
-    let mut progress = activity.progress.load(Ordering::Relaxed);
-    let mut quiet_since = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            ended = &mut connection => return Some(ended),
-            () = tokio::time::sleep(check_every) => {}
-        }
-        let now = tokio::time::Instant::now();
-        let seen = activity.progress.load(Ordering::Relaxed);
-        if seen != progress || activity.handling.load(Ordering::Relaxed) > 0 {
-            progress = seen;
-            quiet_since = now;
-            continue;
-        }
-        let bound = if stopping.load(Ordering::Relaxed) {
-            timeout.min(SHUTDOWN_STALL_TIMEOUT)
-        } else {
-            timeout
-        };
-        if now.duration_since(quiet_since) >= bound {
-            return None;
-        }
     }
 }
 

@@ -592,8 +592,10 @@ async fn connections_waiting_to_be_accepted_at_sigterm_are_answered_not_reset() 
         }
         let status = penny.wait_for_exit(Duration::from_secs(15));
         assert_eq!(
-            unanswered, 0,
-            "round {round}: connections reset at shutdown"
+            unanswered,
+            0,
+            "round {round}: connections closed unanswered at shutdown: {}",
+            penny.stdout()
         );
         assert!(
             status.is_some_and(|status| status.success()),
