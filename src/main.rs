@@ -87,12 +87,6 @@ macro_rules! say {
     }};
 }
 
-/// mimalloc rather than the system's malloc: a request makes a few dozen small allocations
-/// (the page, its headers, the log line), and glibc's malloc and free were a sixth of its
-/// instructions.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
