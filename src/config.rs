@@ -268,16 +268,17 @@ pub struct Config {
     /// The most requests handled at once (PENNY_MAX_IN_FLIGHT, default 1024); any more get an
     /// immediate 503 rather than a place in an ever longer queue.
     pub max_in_flight: usize,
-    /// How many log lines may wait for stdout (PENNY_LOG_QUEUE_LINES, default 128000); past
+    /// How many log lines may wait for stdout (PENNY_LOG_QUEUE_LINES, default 16384); past
     /// that, lines are dropped and counted until stdout takes them again (see `logging`).
     pub log_queue_lines: usize,
 }
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
-/// As many lines as tracing-appender queued, which Penny used before: at about 100 bytes a
-/// line, some 13 MB when full, and several seconds of a busy server's log.
-const DEFAULT_LOG_QUEUE_LINES: usize = 128_000;
+/// A quarter of a second of a busy server's log (the writer takes lines every 5 ms). The queue
+/// is made whole at start: tracing-appender's 128,000 lines were 3.5 MiB of Penny's memory
+/// before it had served anything, and a stalled stdout loses lines either way, counted.
+const DEFAULT_LOG_QUEUE_LINES: usize = 16_384;
 
 impl Config {
     /// Reads the process environment.
@@ -558,7 +559,7 @@ mod tests {
         let defaults = Config::from_lookup(|_| None).unwrap();
         assert_eq!(defaults.pool.query_timeout, Duration::from_secs(5));
         assert_eq!(defaults.max_in_flight, 1024);
-        assert_eq!(defaults.log_queue_lines, 128_000);
+        assert_eq!(defaults.log_queue_lines, 16_384);
         let config = Config::from_lookup(|name| match name {
             "PENNY_QUERY_TIMEOUT_SECS" => Some("12".into()),
             "PENNY_MAX_IN_FLIGHT" => Some(" 64 ".into()),

@@ -26,7 +26,7 @@ Environment:
   PENNY_POOL_LIFETIME_SECS  every connection is replaced after [1800]
   PENNY_QUERY_TIMEOUT_SECS  longest a query may run or wait for a lock [5]
   PENNY_MAX_IN_FLIGHT       most requests handled at once; more get 503 [1024]
-  PENNY_LOG_QUEUE_LINES     log lines held while stdout is slow [128000]
+  PENNY_LOG_QUEUE_LINES     log lines held while stdout is slow [16384]
   PENNY_PGBOUNCER           true when DATABASE_URL leads to PgBouncer in transaction mode
   PGSSLMODE, PGSSLROOTCERT  PostgreSQL TLS, as libpq reads them [prefer, the system's CAs]
   TZ                        the clock's time zone, by IANA name [the system's]
