@@ -7,9 +7,11 @@ WORKDIR /penny
 
 # The dependencies, in a layer of their own: it is rebuilt only when Cargo.toml, Cargo.lock or
 # build.rs change, so a change to src/ alone rebuilds only Penny itself. (benches/ comes along
-# because Cargo.toml names a benchmark in it; it is not built.)
+# because Cargo.toml names a benchmark in it, and tests/common/tools.rs because build.rs
+# includes it; neither is built into Penny.)
 COPY Cargo.toml Cargo.lock build.rs penny.sql ./
 COPY benches benches
+COPY tests/common/tools.rs tests/common/tools.rs
 RUN mkdir assets src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
