@@ -492,11 +492,7 @@ impl Drop for Child {
 
 impl Child {
     fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::send_signal(self.0.id(), name);
     }
 
     /// Waits up to 10 s for the process to exit.

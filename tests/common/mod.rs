@@ -696,11 +696,7 @@ impl RunningPenny {
 
     /// Sends a signal by name (TERM, INT) to the process.
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(self.child.id(), name);
     }
 
     /// Waits up to `limit` for the process to exit. Once it has, `stdout` and `stderr` hold
@@ -787,4 +783,27 @@ pub fn run_penny(
     let output = command.output().expect("penny runs");
     secrets::check_output(&output, &args.join(" "));
     output
+}
+
+/// Sends the signal `name` (TERM, INT, HUP, STOP, CONT) to process `pid`, with kill(2) itself:
+/// a machine without procps has no kill command.
+pub fn send_signal(pid: u32, name: &str) {
+    let signal = match name {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "KILL" => libc::SIGKILL,
+        other => panic!("no signal SIG{other} in the tests' list"),
+    };
+    let pid = libc::pid_t::try_from(pid).expect("a process id fits a pid_t");
+    // SAFETY: kill(2) takes any pid and signal number and touches no memory of ours.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "kill -{name} {pid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
