@@ -10,6 +10,24 @@ PGDATA=
 PGBIN=
 WATCHDOG=
 
+# parse_options "$@": the reliability scripts' one option, --quick (sets QUICK=1), and
+# -h/--help, which prints the script's opening comment.
+parse_options() {
+  QUICK=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) QUICK=1 ;;
+      -h|--help) usage; exit 0 ;;
+      *) echo "$SCRIPT: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+  done
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\n%s: FAILED: %s\n' "$SCRIPT" "$*" >&2; exit 1; }
 now() { date +%s.%N; }

@@ -45,19 +45,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRIPT=reliability/run.sh
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-QUICK=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$SCRIPT: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-  esac
-  shift
-done
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+parse_options "$@"
 
 if [ "$QUICK" = 1 ]; then
   d_secs=5 d_warmup=2
@@ -87,8 +77,6 @@ wanted() { [[ " $PARTS " == *" $1 "* ]]; }
 # RUST_LOG stays at Penny's default (info: one log line per request), as in production.
 unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER
 
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 
 start_run reliability
 

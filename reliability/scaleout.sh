@@ -56,19 +56,9 @@ SCRIPT=reliability/scaleout.sh
 # HAProxy and PgBouncer live in /usr/sbin, which a non-root PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-QUICK=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$SCRIPT: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-  esac
-  shift
-done
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+parse_options "$@"
 if [ "$QUICK" = 1 ]; then
   d_steady=10 d_roll=25 d_pgb=15 MODE="quick (--quick)"
 else
@@ -100,8 +90,6 @@ PG_ORDINARY=$((PG_MAX_CONNECTIONS - PG_RESERVED))
 # Penny is configured here only.
 unset DATABASE_URL PORT RUST_LOG PGSSLMODE PGSSLROOTCERT PENNY_PGBOUNCER PENNY_POOL_SIZE
 
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 
 start_run scaleout
 
