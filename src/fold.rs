@@ -107,6 +107,15 @@ fn base_letter(c: char) -> Option<&'static str> {
     })
 }
 
+/// Unicode's `White_Space`, without the table lookup for ASCII (most of what is typed).
+fn is_white_space(c: char) -> bool {
+    if c.is_ascii() {
+        matches!(c, '\t'..='\r' | ' ')
+    } else {
+        WHITE_SPACE.contains(c)
+    }
+}
+
 /// The key being built: white space collapses to single spaces, none at either end.
 struct Key(String, bool);
 
@@ -116,7 +125,7 @@ impl Key {
     }
 
     fn push(&mut self, c: char) {
-        if WHITE_SPACE.contains(c) {
+        if is_white_space(c) {
             self.1 = !self.0.is_empty();
         } else {
             if std::mem::take(&mut self.1) {
@@ -131,6 +140,13 @@ impl Key {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ascii_white_space_is_unicodes() {
+        for c in (0..128u8).map(char::from) {
+            assert_eq!(is_white_space(c), WHITE_SPACE.contains(c), "{c:?}");
+        }
+    }
 
     #[test]
     fn case_and_accents_do_not_count() {
