@@ -9,7 +9,7 @@ use crate::input;
 use crate::views::{self, Greeting, PageLinks, Results, SearchBox};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use maud::Markup;
 
@@ -194,8 +194,8 @@ async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, App
         Count::MoreThan(total) => (total, "false"),
     };
     let headers = response.headers_mut();
-    headers.insert("x-total-count", HeaderValue::from(total));
-    headers.insert("x-total-count-exact", HeaderValue::from_static(exact));
+    headers.insert(X_TOTAL_COUNT, HeaderValue::from(total));
+    headers.insert(X_TOTAL_COUNT_EXACT, HeaderValue::from_static(exact));
     let links = page_links("/api/books", &search.author, &page, search.page);
     let link_header = [("prev", &links.previous), ("next", &links.next)]
         .into_iter()
@@ -294,6 +294,9 @@ fn json_error(err: &AppError) -> Response<Body> {
     json(err.status(), body)
 }
 
+const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+const X_TOTAL_COUNT_EXACT: HeaderName = HeaderName::from_static("x-total-count-exact");
+
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 
 fn html(status: StatusCode, markup: Markup) -> Response<Body> {
@@ -308,10 +311,15 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     respond(status, "application/json", body)
 }
 
+/// Room for every header an answer can carry (these two, the security headers, and a cookie,
+/// counts and links, or an error's), so that none of them makes the map grow.
+const HEADERS: usize = 12;
+
 fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    headers.reserve(HEADERS);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
