@@ -2,7 +2,7 @@
 //! data; maud escapes every value, so text from visitors or the database is never markup.
 
 use crate::db::{Book, Count};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 /// Morning before noon, afternoon from noon on, by the clock the pages show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,13 +108,13 @@ fn results_section(results: &Results) -> Markup {
             " "
             @match results.total {
                 Count::Exact(0) => { "none." }
-                Count::Exact(total) if shown == total => { (books(total)) "." }
+                Count::Exact(total) if shown == total => { (Books(total)) "." }
                 Count::Exact(total) => {
-                    (thousands(results.first)) "–" (thousands(last)) " of " (books(total)) "."
+                    (Thousands(results.first)) "–" (Thousands(last)) " of " (Books(total)) "."
                 }
                 Count::MoreThan(total) => {
-                    (thousands(results.first)) "–" (thousands(last)) " of more than "
-                    (books(total)) "."
+                    (Thousands(results.first)) "–" (Thousands(last)) " of more than "
+                    (Books(total)) "."
                 }
             }
         }
@@ -222,25 +222,35 @@ fn encode(text: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
 }
 
-/// "1 book", "16,698 books".
-fn books(count: u64) -> String {
-    match count {
-        1 => "1 book".into(),
-        n => format!("{} books", thousands(n)),
+/// "1 book", "16,698 books": written straight into the page, as `Thousands`.
+struct Books(u64);
+
+impl Render for Books {
+    fn render_to(&self, page: &mut String) {
+        match self.0 {
+            1 => page.push_str("1 book"),
+            n => {
+                Thousands(n).render_to(page);
+                page.push_str(" books");
+            }
+        }
     }
 }
 
-/// 16698 as "16,698".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            text.push(',');
+/// 16698 as "16,698", written straight into the page: no string of its own.
+struct Thousands(u64);
+
+impl Render for Thousands {
+    fn render_to(&self, page: &mut String) {
+        use std::fmt::Write;
+        let start = page.len();
+        let _ = write!(page, "{}", self.0);
+        let mut comma = page.len();
+        while comma - start > 3 {
+            comma -= 3;
+            page.insert(comma, ',');
         }
-        text.push(digit);
     }
-    text
 }
 
 /// A page for an error: `heading` and `message` are Penny's own words, never a cause.
@@ -393,8 +403,14 @@ mod tests {
         let one = [book("a")];
         let page = search_results(&results("x", &one, &links), "now").into_string();
         assert!(page.contains("</strong> 1 book."), "{page}");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(thousands(999), "999");
+        for (n, text) in [
+            (1_234_567, "1,234,567"),
+            (999, "999"),
+            (1000, "1,000"),
+            (0, "0"),
+        ] {
+            assert_eq!(Thousands(n).render().into_string(), text);
+        }
     }
 
     #[test]
