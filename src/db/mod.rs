@@ -258,14 +258,14 @@ impl Db {
     /// after it, it knows; when there is, a second query counts them, up to `COUNT_LIMIT`, and
     /// that count is used again for the same search and page for `counts::COUNT_TTL`.
     pub async fn search_books(&self, prefix: &str, position: &Position) -> Result<Page, DbError> {
-        let all = AuthorRange::starting_with(prefix);
-        let range = all.clone().around(position);
+        let range = AuthorRange::starting_with(prefix).around(position);
         let rows = self.observe(match &self.backend {
             Backend::Sqlite(db) => db.search_books(range, position.clone()).await,
             Backend::Postgres(db) => db.search_books(range, position.clone()).await,
         })?;
         let mut page = page(rows, position);
         if let (Some(_), Some(first)) = (&page.next, page.books.first()) {
+            let all = AuthorRange::starting_with(prefix);
             let key = self
                 .counts
                 .key((&all, &first.author, &first.title, &first.isbn));
@@ -410,13 +410,14 @@ fn page(mut rows: Vec<Book>, position: &Position) -> Page {
     if matches!(position, Position::Before(_)) {
         rows.reverse();
     }
-    let first = rows.first().map(Cursor::from);
-    let last = rows.last().map(Cursor::from);
-    let (previous, next) = match position {
-        Position::First => (None, last.filter(|_| more)),
-        Position::After(_) => (first, last.filter(|_| more)),
-        Position::Before(_) => (first.filter(|_| more), last),
+    let (has_previous, has_next) = match position {
+        Position::First => (false, more),
+        Position::After(_) => (true, more),
+        Position::Before(_) => (more, true),
     };
+    // A cursor copies a book's fields: made only for a link that is shown.
+    let previous = rows.first().filter(|_| has_previous).map(Cursor::from);
+    let next = rows.last().filter(|_| has_next).map(Cursor::from);
     // Right when there is no page after this one; `search_books` counts when there is.
     let remaining = Count::Exact(rows.len() as u64);
     Page {
