@@ -90,6 +90,7 @@ pub struct Results<'a> {
 /// A page of the books by `author`.
 pub fn search_results(results: &Results, now: &str) -> Markup {
     let body = html! {
+        (Room(PAGE_ROOM))
         h1 { "Author Search Results" }
         (search_box(&SearchBox { value: results.author, error: None }))
         div #results { (results_section(results)) }
@@ -263,9 +264,25 @@ pub fn error_page(heading: &str, message: &str, now: &str) -> Markup {
     layout(&format!("{heading} · Penny.com"), body, now, false)
 }
 
+/// Room made in a page's buffers (the whole page's and its body's) before anything is
+/// written to them: maud starts each at the size of its template's source, and a page of
+/// results outgrew that several times over, copying itself each time. 8 KiB holds a page of
+/// 50 books.
+const PAGE_ROOM: usize = 8 * 1024;
+
+/// Makes room for this many more bytes in the page, and writes nothing.
+struct Room(usize);
+
+impl Render for Room {
+    fn render_to(&self, page: &mut String) {
+        page.reserve(self.0);
+    }
+}
+
 /// `script`: whether the page searches as you type (it has a results region to update).
 fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
     html! {
+        (Room(PAGE_ROOM))
         (DOCTYPE)
         html lang="en" {
             head {
