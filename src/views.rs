@@ -266,9 +266,9 @@ pub fn error_page(heading: &str, message: &str, now: &str) -> Markup {
 
 /// Room made in a page's buffers (the whole page's and its body's) before anything is
 /// written to them: maud starts each at the size of its template's source, and a page of
-/// results outgrew that several times over, copying itself each time. 8 KiB holds a page of
-/// 50 books.
-const PAGE_ROOM: usize = 8 * 1024;
+/// results outgrew that several times over, copying itself each time. A page of 50 books is
+/// about 9 KiB.
+const PAGE_ROOM: usize = 12 * 1024;
 
 /// Makes room for this many more bytes in the page, and writes nothing.
 struct Room(usize);
