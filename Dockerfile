@@ -1,6 +1,7 @@
-# Penny's image: a release build on Debian, then only what the binary needs on top of scratch
-# (its shared libraries, CA certificates for verify-full, and dash as /bin/sh, because Heroku
-# runs CMD and the release command through a shell). About 12 MB in all.
+# Penny's image: a release build on Debian (the production profile: see Cargo.toml), then only
+# what the binary needs on top of scratch (its shared libraries, CA certificates for
+# verify-full, and dash as /bin/sh, because Heroku runs CMD and the release command through a
+# shell). About 12 MB in all.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /penny
@@ -15,23 +16,23 @@ COPY tests/common/tools.rs tests/common/tools.rs
 RUN mkdir assets src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --profile production --locked \
     && rm src/main.rs src/lib.rs
 
 COPY assets assets
 COPY src src
 # touch: the sources copied in may be older than the placeholder build above.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
-    && strip target/release/penny
+    && cargo build --profile production --locked \
+    && strip target/production/penny
 
 # The runtime file tree: the binary, the libraries it and dash link to, the loader, CA
 # certificates, and a user to run as.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN mkdir -p /rootfs/usr/local/bin /rootfs/bin /rootfs/etc/ssl/certs \
-    && cp target/release/penny /rootfs/usr/local/bin/penny \
+    && cp target/production/penny /rootfs/usr/local/bin/penny \
     && cp /bin/dash /rootfs/bin/sh \
-    && { ldd target/release/penny; ldd /bin/dash; } | grep -o '/[^ ]*' | sort -u \
+    && { ldd target/production/penny; ldd /bin/dash; } | grep -o '/[^ ]*' | sort -u \
         | xargs -I{} cp -L --parents {} /rootfs/ \
     && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
     && echo 'penny:x:10001:10001:Penny:/nonexistent:/sbin/nologin' > /rootfs/etc/passwd \
