@@ -108,7 +108,11 @@ impl SqliteDb {
             .with_flags(flags)
             .with_init(move |conn| {
                 conn.busy_timeout(busy_timeout)?;
-                conn.pragma_update(None, "cache_size", -CACHE_KIB)
+                // Reads the file's header: on a file that is not a database this fails, and
+                // the connection is kept anyway, so that its queries fail at once and say why
+                // rather than every checkout waiting out the pool's retries.
+                let _ = conn.pragma_update(None, "cache_size", -CACHE_KIB);
+                Ok(())
             });
         SqliteDb::start(manager, config, describe(&path), !create).await
     }
@@ -634,5 +638,18 @@ mod tests {
         }
         let limit = format!("LIMIT {})", crate::db::COUNT_LIMIT + 1);
         assert!(COUNT.ends_with(&limit), "{COUNT}");
+    }
+
+    #[tokio::test]
+    async fn a_file_s_connections_keep_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open_file(dir.path().join("p.sqlite"), &PoolConfig::default(), true)
+            .await
+            .unwrap();
+        let cache: i64 = db
+            .run(|conn| Ok(conn.query_row("PRAGMA cache_size", [], |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(cache, -CACHE_KIB);
     }
 }
