@@ -108,10 +108,14 @@ impl SqliteDb {
             .with_flags(flags)
             .with_init(move |conn| {
                 conn.busy_timeout(busy_timeout)?;
-                // Reads the file's header: on a file that is not a database this fails, and
-                // the connection is kept anyway, so that its queries fail at once and say why
-                // rather than every checkout waiting out the pool's retries.
-                let _ = conn.pragma_update(None, "cache_size", -CACHE_KIB);
+                // Only where Penny serves: `init-db` (which creates) keeps SQLite's default
+                // and touches nothing before it takes its lock. This reads the file's header:
+                // on a file that is not a database it fails, and the connection is kept
+                // anyway, so that its queries fail at once and say why rather than every
+                // checkout waiting out the pool's retries.
+                if !create {
+                    let _ = conn.pragma_update(None, "cache_size", -CACHE_KIB);
+                }
                 Ok(())
             });
         SqliteDb::start(manager, config, describe(&path), !create).await
@@ -643,7 +647,12 @@ mod tests {
     #[tokio::test]
     async fn a_file_s_connections_keep_a_small_page_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDb::open_file(dir.path().join("p.sqlite"), &PoolConfig::default(), true)
+        let path = dir.path().join("p.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
+            .unwrap();
+        let db = SqliteDb::open_file(path, &PoolConfig::default(), false)
             .await
             .unwrap();
         let cache: i64 = db
