@@ -93,12 +93,18 @@ macro_rules! say {
 /// glibc arena, for no more requests a second.
 const SPARE_BLOCKING_THREADS: usize = 4;
 
+/// The settings from the environment, as read at start; each command reports an error in them.
+type Settings = Result<Config, penny::config::ConfigError>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     limit_malloc_arenas();
-    // The settings are read again, and any error in them reported, by the command that runs.
-    let pool_size =
-        Config::from_env().map_or(PoolConfig::default().size, |config| config.pool.size);
+    // Read once, here, since the runtime is sized by them; an error in them is reported by the
+    // command that needs them, where it always was.
+    let config = Config::from_env();
+    let pool_size = config
+        .as_ref()
+        .map_or(PoolConfig::default().size, |config| config.pool.size);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(pool_size as usize + SPARE_BLOCKING_THREADS)
         .enable_all()
@@ -106,11 +112,11 @@ fn main() -> ExitCode {
         .expect("a tokio runtime can start on any supported OS");
     let result = runtime.block_on(async {
         match cli.command {
-            None => serve(cli.serve).await,
-            Some(Command::Serve(args)) => serve(args).await,
-            Some(Command::Books { author }) => books(&author).await,
-            Some(Command::InitDb { reset }) => init_db(reset).await,
-            Some(Command::LoadSynthetic { count }) => load_synthetic(count).await,
+            None => serve(cli.serve, config).await,
+            Some(Command::Serve(args)) => serve(args, config).await,
+            Some(Command::Books { author }) => books(&author, config).await,
+            Some(Command::InitDb { reset }) => init_db(reset, config).await,
+            Some(Command::LoadSynthetic { count }) => load_synthetic(count, config).await,
         }
     });
     // Every database call has ended by now (see `serve`); the blocking pool's threads are
@@ -140,8 +146,8 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+async fn serve(args: ServeArgs, config: Settings) -> anyhow::Result<()> {
+    let config = config?;
     // Log lines go through a bounded queue to a thread of their own, which writes whatever has
     // queued up in one system call: no request waits on stdout, and a busy server does not make
     // one write per line. See `penny::logging::LogWriter` for what happens when stdout stalls.
@@ -245,7 +251,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn books(author: &str) -> anyhow::Result<()> {
+async fn books(author: &str, config: Settings) -> anyhow::Result<()> {
     let author = author.trim();
     anyhow::ensure!(
         !penny::fold::fold(author).is_empty(),
@@ -256,7 +262,7 @@ async fn books(author: &str) -> anyhow::Result<()> {
         "an author name can be at most {} characters long",
         penny::input::MAX_AUTHOR_CHARS
     );
-    let config = Config::from_env()?;
+    let config = config?;
     let db = Db::open(&config.database, &config.pool).await?;
     let mut out = std::io::stdout().lock();
     let mut position = Position::First;
@@ -286,8 +292,8 @@ async fn books(author: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn load_synthetic(count: u64) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+async fn load_synthetic(count: u64, config: Settings) -> anyhow::Result<()> {
+    let config = config?;
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let started = std::time::Instant::now();
     let done = Arc::new(AtomicU64::new(0));
@@ -353,8 +359,8 @@ async fn show_progress(count: u64, done: Arc<AtomicU64>) {
     }
 }
 
-async fn init_db(reset: bool) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+async fn init_db(reset: bool, config: Settings) -> anyhow::Result<()> {
+    let config = config?;
     let place = config.database.describe();
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let changes = db.init_schema(reset).await?;
