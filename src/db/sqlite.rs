@@ -84,6 +84,10 @@ impl SqliteDb {
     pub async fn open_bundled(config: &PoolConfig) -> Result<SqliteDb, DbError> {
         let manager = SqliteConnectionManager::memory()
             .with_init(|conn| conn.deserialize_bytes(MAIN_DB, BUNDLED));
+        let manager = Manager {
+            inner: manager,
+            cache_kib: None,
+        };
         let mut db = SqliteDb::start(manager, config, "the bundled database".into(), true).await?;
         db.in_memory = true;
         Ok(db)
@@ -106,25 +110,19 @@ impl SqliteDb {
         let busy_timeout = config.query_timeout;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(flags)
-            .with_init(move |conn| {
-                conn.busy_timeout(busy_timeout)?;
-                // Only where Penny serves: `init-db` (which creates) keeps SQLite's default
-                // and touches nothing before it takes its lock. This reads the file's header:
-                // on a file that is not a database it fails, and the connection is kept
-                // anyway, so that its queries fail at once and say why rather than every
-                // checkout waiting out the pool's retries.
-                if !create {
-                    let _ = conn.pragma_update(None, "cache_size", -CACHE_KIB);
-                }
-                Ok(())
-            });
+            .with_init(move |conn| conn.busy_timeout(busy_timeout));
+        // Only where Penny serves: `init-db` (which creates) keeps SQLite's default.
+        let manager = Manager {
+            inner: manager,
+            cache_kib: (!create).then_some(CACHE_KIB),
+        };
         SqliteDb::start(manager, config, describe(&path), !create).await
     }
 
     /// Opens one connection first, so a bad file fails now with SQLite's own reason instead of
     /// after the pool's timeout; with `check_books`, that connection must see a books table.
     async fn start(
-        manager: SqliteConnectionManager,
+        manager: Manager,
         config: &PoolConfig,
         what: String,
         check_books: bool,
@@ -138,13 +136,14 @@ impl SqliteDb {
             .connection_timeout(config.checkout_timeout);
         tokio::task::spawn_blocking(move || {
             let conn = manager
+                .inner
                 .connect()
                 .map_err(|err| DbError::Setup(format!("cannot open {what}: {err}")))?;
             if check_books && let Err(err) = conn.prepare(CHECK_BOOKS) {
                 return Err(not_set_up(&what, err));
             }
             Ok(SqliteDb {
-                pool: builder.build_unchecked(Manager(manager)),
+                pool: builder.build_unchecked(manager),
                 in_memory: false,
                 calls: Arc::new(Semaphore::new(size as usize * CALLS_PER_CONNECTION)),
                 checkout_timeout,
@@ -563,12 +562,20 @@ fn not_set_up(what: &str, err: rusqlite::Error) -> DbError {
 /// file truncated would go on answering "no such table" after the file was put back, until the
 /// pool retired it half an hour later. Opening a new one costs far less than that.
 #[derive(Debug)]
-struct Manager(SqliteConnectionManager);
+struct Manager {
+    inner: SqliteConnectionManager,
+    /// The page cache each connection sets on its first call, if any.
+    cache_kib: Option<i64>,
+}
 
 /// A pooled connection, and whether its last statement failed.
 struct Conn {
     connection: Connection,
     failed: bool,
+    /// Set on the first call rather than on connect: the pragma reads the file's header, so
+    /// on connect it would wait out another process's lock inside the pool's checkout (and
+    /// answer 503) where the query itself waits for it with the query timeout.
+    cache_kib: Option<i64>,
 }
 
 impl Conn {
@@ -576,6 +583,11 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        if let Some(kib) = self.cache_kib.take() {
+            // On a file that is not a database this fails, and so does the query after it,
+            // which says why.
+            let _ = self.connection.pragma_update(None, "cache_size", -kib);
+        }
         let result = f(&mut self.connection);
         self.failed = result.is_err();
         result
@@ -588,13 +600,14 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, rusqlite::Error> {
         Ok(Conn {
-            connection: self.0.connect()?,
+            connection: self.inner.connect()?,
             failed: false,
+            cache_kib: self.cache_kib,
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), rusqlite::Error> {
-        self.0.is_valid(&mut conn.connection)
+        self.inner.is_valid(&mut conn.connection)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -660,5 +673,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache, -CACHE_KIB);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_waits_for_another_process_s_lock_in_its_query_not_its_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
+            .unwrap();
+        let config = PoolConfig {
+            size: 2,
+            checkout_timeout: Duration::from_millis(300),
+            ..PoolConfig::default()
+        };
+        let db = SqliteDb::open_file(path, &config, false).await.unwrap();
+        lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // Two calls at once: at least one of them opens a connection while the file is locked.
+        let count = |db: SqliteDb| async move {
+            db.run(|conn| {
+                Ok(conn.query_row("SELECT count(*) FROM books", [], |row| row.get::<_, i64>(0))?)
+            })
+            .await
+        };
+        let (first, second) = (
+            tokio::spawn(count(db.clone())),
+            tokio::spawn(count(db.clone())),
+        );
+        tokio::time::sleep(config.checkout_timeout * 3).await;
+        lock.execute_batch("COMMIT").unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        assert_eq!(second.await.unwrap().unwrap(), 0);
     }
 }
