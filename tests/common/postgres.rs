@@ -427,12 +427,13 @@ impl TableLock {
         TableLock { psql }
     }
 
-    /// Ends the locking session, which rolls its transaction back and frees the table.
+    /// Ends the locking session, which rolls its transaction back and frees the table. Only
+    /// this database's: tests running at once on the shared server each lock their own.
     pub fn release(mut self, server: &PgServer, dbname: &str) {
         server.psql(
             dbname,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'locker'",
+             WHERE application_name = 'locker' AND datname = current_database()",
         );
         let _ = self.psql.wait();
     }
