@@ -7,8 +7,9 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a count is used before it is made again. A book added by hand shows in the count
-/// within this time; a book Penny adds itself, at once (see `Counts::forget`).
+/// How long a count is used before it is made again. A book Penny adds itself shows in the
+/// count at once (see `Counts::forget`); one added by hand, once the count is this old and the
+/// next one is made (see `Counts::get`).
 pub const COUNT_TTL: Duration = Duration::from_secs(10);
 
 /// Shards, each with its own lock, so that concurrent searches rarely wait on one another.
@@ -19,8 +20,15 @@ const SHARD_CAPACITY: usize = 256;
 
 /// Recent counts by search and page. Cheap to share behind an `Arc`.
 pub struct Counts {
-    shards: [Mutex<HashMap<u64, (Instant, Count)>>; SHARDS],
+    shards: [Mutex<HashMap<u64, Entry>>; SHARDS],
     hasher: RandomState,
+}
+
+struct Entry {
+    at: Instant,
+    count: Count,
+    /// When a caller set out to count again, the count being out of date.
+    recounting: Option<Instant>,
 }
 
 impl Default for Counts {
@@ -40,28 +48,53 @@ impl Counts {
         self.hasher.hash_one(search)
     }
 
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, (Instant, Count)>> {
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.shards[key as usize % SHARDS]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The count made for `key` less than `COUNT_TTL` ago.
+    /// The count for `key`, if there is one and it is up to date; or, while the first caller
+    /// to find it out of date counts again, the count it replaces. Without that, a popular
+    /// search's count running out would have every request in flight count at once.
     pub fn get(&self, key: u64) -> Option<Count> {
-        let shard = self.shard(key);
-        let (at, count) = shard.get(&key)?;
-        (at.elapsed() < COUNT_TTL).then_some(*count)
+        self.get_at(key, Instant::now())
+    }
+
+    fn get_at(&self, key: u64, now: Instant) -> Option<Count> {
+        let mut shard = self.shard(key);
+        let entry = shard.get_mut(&key)?;
+        if now.saturating_duration_since(entry.at) < COUNT_TTL {
+            return Some(entry.count);
+        }
+        match entry.recounting {
+            // A count that has not come back by now failed: the next caller tries.
+            Some(since) if now.saturating_duration_since(since) < COUNT_TTL => Some(entry.count),
+            _ => {
+                entry.recounting = Some(now);
+                None
+            }
+        }
     }
 
     pub fn put(&self, key: u64, count: Count) {
+        self.put_at(key, count, Instant::now());
+    }
+
+    fn put_at(&self, key: u64, count: Count, now: Instant) {
         let mut shard = self.shard(key);
         if shard.len() >= SHARD_CAPACITY {
-            shard.retain(|_, (at, _)| at.elapsed() < COUNT_TTL);
+            shard.retain(|_, entry| now.saturating_duration_since(entry.at) < COUNT_TTL);
             if shard.len() >= SHARD_CAPACITY {
                 shard.clear();
             }
         }
-        shard.insert(key, (Instant::now(), count));
+        let entry = Entry {
+            at: now,
+            count,
+            recounting: None,
+        };
+        shard.insert(key, entry);
     }
 
     /// Drops every count: the books changed.
@@ -90,6 +123,26 @@ mod tests {
         assert_eq!(counts.get(other), None);
         counts.forget();
         assert_eq!(counts.get(tur), None);
+    }
+
+    #[test]
+    fn an_out_of_date_count_is_made_again_by_one_caller_while_the_others_use_it() {
+        let counts = Counts::default();
+        let tur = counts.key(("tur", "tus", "first book"));
+        let start = Instant::now();
+        counts.put_at(tur, Count::Exact(7), start);
+        let later = start + COUNT_TTL;
+        assert_eq!(counts.get_at(tur, later), None, "the first caller counts");
+        assert_eq!(counts.get_at(tur, later), Some(Count::Exact(7)));
+        counts.put_at(tur, Count::Exact(8), later);
+        assert_eq!(counts.get_at(tur, later), Some(Count::Exact(8)));
+
+        // A count that never comes back: after a while, another caller counts.
+        let much_later = later + COUNT_TTL;
+        assert_eq!(counts.get_at(tur, much_later), None);
+        assert_eq!(counts.get_at(tur, much_later), Some(Count::Exact(8)));
+        let after_failure = much_later + COUNT_TTL;
+        assert_eq!(counts.get_at(tur, after_failure), None);
     }
 
     #[test]
