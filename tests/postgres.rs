@@ -211,7 +211,7 @@ async fn an_unreachable_or_silent_server_fails_within_five_seconds() {
     ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
 )]
 #[tokio::test]
-async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers() {
+async fn more_queries_than_the_pool_carries_wait_then_get_503_and_the_pool_recovers() {
     if !available() {
         return;
     }
@@ -231,11 +231,13 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
         Ok(StatusCode::OK)
     );
 
-    // Another session locks the table for 3 s: the searches holding both connections wait.
+    // Another session locks the table for 3 s: the searches the two connections carry (16
+    // each) wait on it, and the rest wait for room.
+    let (carried, more) = (2 * 16, 6);
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     let lock = TableLock::take(server, dbname, 3.0);
     let answers: Vec<(StatusCode, Duration)> =
-        common::get_at_once(penny.addr, "/searchresults?author=ker", 6)
+        common::get_at_once(penny.addr, "/searchresults?author=ker", carried + more)
             .await
             .into_iter()
             .map(|(response, took)| (response.status, took))
@@ -249,7 +251,7 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
         .iter()
         .filter(|(status, _)| *status == StatusCode::OK)
         .count();
-    assert_eq!((ok, unavailable.len()), (2, 4), "{answers:?}");
+    assert_eq!((ok, unavailable.len()), (carried, more), "{answers:?}");
     for (_, took) in unavailable {
         assert!(
             *took >= Duration::from_millis(900),
@@ -274,6 +276,54 @@ async fn more_requests_than_connections_wait_then_get_503_and_the_pool_recovers(
     assert!(
         connections.parse::<u32>().unwrap() <= 2,
         "{connections} connections"
+    );
+}
+
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_at_once_share_a_few_connections_instead_of_one_each() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server).0;
+    let dbname = dbname(&url).to_owned();
+    // The default pool of 10, every connection opened and idle.
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    for (response, _) in common::get_at_once(penny.addr, "/api/books?author=ker", 20).await {
+        assert_eq!(response.status, StatusCode::OK);
+    }
+
+    // 16 searches held up by a lock for 2 s: each is on the server, on some connection.
+    let lock = TableLock::take(server, &dbname, 2.0);
+    let searches = tokio::spawn(common::get_at_once(penny.addr, "/api/books?author=ker", 16));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = {
+        let dbname = dbname.clone();
+        tokio::task::spawn_blocking(move || {
+            server.psql(
+                &dbname,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' \
+                     AND application_name = 'penny' AND wait_event_type = 'Lock'"
+                ),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    lock.release(server, &dbname);
+    for (response, _) in searches.await.unwrap() {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    }
+    let waiting: u32 = waiting.parse().unwrap();
+    // Eight to a connection: two, or a few more if some were opened at the same moment.
+    assert!(
+        (2..=4).contains(&waiting),
+        "16 searches waited on {waiting} connections"
     );
 }
 

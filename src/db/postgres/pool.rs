@@ -16,7 +16,7 @@ use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The log lines keep the target they had before this module was split out of `postgres`.
-const TARGET: &str = "penny::db::postgres";
+pub(super) const TARGET: &str = "penny::db::postgres";
 
 /// A pooled connection and, talking to Postgres directly, its prepared statements: prepared on
 /// first use, since `penny init-db` connects before the table they name exists.
@@ -45,16 +45,24 @@ struct Statements {
 }
 
 impl Conn {
-    /// Gives up on the query running on this connection: asks the server to cancel it, in the
-    /// background, and marks the connection so that the pool closes it.
-    pub(super) fn abandon(&self, tls: MakeRustlsConnect) {
+    /// Marks the connection so that it takes no new query and the pool closes it.
+    pub(super) fn abandon(&self) {
         self.abandoned.store(true, Ordering::Relaxed);
-        let cancel = self.client.cancel_token();
-        tokio::spawn(async move {
-            if let Err(err) = cancel.cancel_query(tls).await {
-                tracing::warn!(target: TARGET, error = %err, "could not cancel a query that ran too long");
-            }
-        });
+    }
+
+    /// Whether `err` is a cancel another query's deadline caused (see `lanes::Seat::give_up`):
+    /// this query did not overrun, and is worth another try on another connection.
+    pub(super) fn cancelled_for_another(&self, err: &tokio_postgres::Error) -> bool {
+        self.abandoned.load(Ordering::Relaxed) && err.code() == Some(&SqlState::QUERY_CANCELED)
+    }
+
+    /// Whether a new query may use this connection: it is open, no query on it was given up
+    /// on, and no query anywhere has found its connection cut off since this one was last
+    /// known to work (see `Manager::is_valid`, which checks it when it is checked out again).
+    pub(super) fn usable(&self) -> bool {
+        !self.client.is_closed()
+            && !self.abandoned.load(Ordering::Relaxed)
+            && self.checked >= self.shared.lost.load(Ordering::Relaxed)
     }
 
     async fn statements(&self) -> Result<Option<&Statements>, tokio_postgres::Error> {
