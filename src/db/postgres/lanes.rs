@@ -26,7 +26,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The most queries one lane carries: the pool's share of room can all land on one lane.
+/// A bound on a drain's cancels once its empty query is sent, each for a query queued before
+/// it: more than a lane carries but for a pool whose other connections all broke at once.
 const LANE_MOST: u32 = 64;
 
 /// How long a drain waits for its empty query after each cancel.
@@ -202,8 +203,8 @@ impl Seat<'_> {
                 cancelled.is_ok()
             };
             let others_over = tokio::time::Instant::now() + query_timeout + DRAIN_STEP;
-            // The seat giving up still counts until it is dropped, just after this.
-            while lane.queries.load(Ordering::Acquire) > 1
+            // The seat giving up leaves just after this; the others by their deadlines.
+            while lane.queries.load(Ordering::Acquire) > 0
                 && tokio::time::Instant::now() < others_over
             {
                 if !cancel().await {
