@@ -59,6 +59,13 @@ impl AppError {
                 "Something went wrong",
                 "Penny could not answer this request. Please try again later.".into(),
             ),
+            AppError::Database(DbError::NotSetUp(_)) => (
+                "No books yet",
+                "Penny's database has no books yet. If this is your app, load them with `heroku \
+                 run penny init-db` (or `psql \"$DATABASE_URL\" -f penny.sql`), then search \
+                 again."
+                    .into(),
+            ),
             AppError::Database(_) => (
                 "Service unavailable",
                 "Penny cannot reach its database right now. Please try again in a moment.".into(),
@@ -79,7 +86,10 @@ impl AppError {
 
     /// An outage is logged by the database layer when it starts, not again for each request.
     pub fn is_outage(&self) -> bool {
-        matches!(self, AppError::Database(DbError::Unavailable(_)))
+        matches!(
+            self,
+            AppError::Database(DbError::Unavailable(_) | DbError::NotSetUp(_))
+        )
     }
 
     /// Whether the error gets a log line of its own: a 5xx, except an outage (logged when it

@@ -361,6 +361,15 @@ async fn show_progress(count: u64, done: Arc<AtomicU64>) {
 
 async fn init_db(reset: bool, config: Settings) -> anyhow::Result<()> {
     let config = config?;
+    if config.database == DatabaseUrl::Bundled {
+        // Heroku's release phase runs this on the first deploy, before a database is attached:
+        // the demo is what gets served then, and that is no failure.
+        say!(
+            "No DATABASE_URL is set, so there is nothing to set up: Penny serves its bundled \
+             demo (set DATABASE_URL to a sqlite:// file or a PostgreSQL database to set one up)"
+        );
+        return Ok(());
+    }
     let place = config.database.describe();
     let db = Db::open_for_schema(&config.database, &config.pool).await?;
     let changes = db.init_schema(reset).await?;

@@ -31,6 +31,10 @@ pub enum DbError {
     /// No connection could be had: the database is down, full or unreachable. Worth a retry.
     #[error("the database is unavailable")]
     Unavailable(#[source] BoxError),
+    /// The database answers but has no books table (or an old one): nobody has run `penny
+    /// init-db` or loaded penny.sql yet. Logged once, like an outage, and over once they have.
+    #[error("the database is not set up for Penny")]
+    NotSetUp(#[source] BoxError),
     /// The database answered, but the statement failed.
     #[error("a database query failed")]
     Query(#[source] BoxError),
@@ -59,6 +63,10 @@ enum Backend {
 
 /// The most books a page of results shows.
 pub const PAGE_SIZE: usize = 50;
+
+/// What to do about a database that is not set up for Penny, for the log and the error page.
+pub const HOW_TO_SET_UP: &str = "it needs Penny's books: run `penny init-db` (on Heroku, \
+    `heroku run penny init-db`), or load penny.sql (`psql \"$DATABASE_URL\" -f penny.sql`)";
 
 /// A book's place in the search's order (its author's search key, then the author as stored,
 /// the title and the ISBN): where a page starts or ends. Travels in page links as JSON.

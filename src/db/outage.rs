@@ -36,7 +36,7 @@ impl Outages {
     /// load.
     pub(super) fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
         match &result {
-            Err(DbError::Unavailable(cause)) => {
+            Err(err @ (DbError::Unavailable(cause) | DbError::NotSetUp(cause))) => {
                 // In an outage every request comes here: none waits for another's log line.
                 // One that finds the lock taken skips it; the next with its cause logs it.
                 let Ok(mut causes) = self.causes.try_lock() else {
@@ -45,7 +45,11 @@ impl Outages {
                 let cause = cause_chain(cause.as_ref());
                 if self.reachable.swap(false, Ordering::Relaxed) {
                     causes.clear();
-                    tracing::error!(target: TARGET, cause, "the database is unavailable");
+                    if matches!(err, DbError::NotSetUp(_)) {
+                        tracing::error!(target: TARGET, cause, "the database is not set up for Penny");
+                    } else {
+                        tracing::error!(target: TARGET, cause, "the database is unavailable");
+                    }
                     causes.push(cause);
                 } else if causes.len() < MAX_OUTAGE_CAUSES && !causes.contains(&cause) {
                     tracing::error!(target: TARGET, cause, "the database is still unavailable");

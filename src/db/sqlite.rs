@@ -621,17 +621,15 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
-/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable", and so
-/// does a file that lost its books table or search key under a running Penny: like an
+/// Errors that a retry may cure (locked, unreadable, out of space) mean "unavailable". A file
+/// that lost its books table or search key under a running Penny is "not set up": like an
 /// outage, it is logged once, and ends when the file is put right.
 fn classify(err: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode::*;
     if let rusqlite::Error::SqliteFailure(_, Some(message)) = &err
         && (message.starts_with("no such table") || message.starts_with("no such column"))
     {
-        return DbError::Unavailable(
-            format!("{message}: the file is not set up for Penny; run `penny init-db`").into(),
-        );
+        return DbError::NotSetUp(format!("{message}; {}", crate::db::HOW_TO_SET_UP).into());
     }
     match err.sqlite_error_code() {
         Some(

@@ -27,6 +27,7 @@ pub const MIXED_PATHS: [&str; 4] = [
 pub fn is_generic_error(body: &str) -> bool {
     let lower = body.to_lowercase();
     let generic = body.contains("Service unavailable")
+        || body.contains("No books yet")
         || body.contains("Something went wrong")
         || body.starts_with(r#"{"error":"#)
         || body.trim() == "unavailable";

@@ -421,18 +421,15 @@ const OUTAGE: [SqlState; 8] = [
     SqlState::TOO_MANY_CONNECTIONS,
 ];
 
-/// Errors a retry may cure are "unavailable" (see OUTAGE); so is a database that lost its
-/// books table or search key under a running Penny (logged once, like an outage, and over once
-/// `penny init-db` has run).
+/// Errors a retry may cure are "unavailable" (see OUTAGE). A database with no books table or
+/// search key (a new one, nobody has loaded penny.sql yet) is "not set up": logged once, like an
+/// outage, and over once `penny init-db` or penny.sql has run.
 pub(super) fn classify(err: tokio_postgres::Error) -> DbError {
     if let Some(db_error) = err.as_db_error()
         && [SqlState::UNDEFINED_TABLE, SqlState::UNDEFINED_COLUMN].contains(db_error.code())
     {
-        let message = format!(
-            "{}: the database is not set up for Penny; run `penny init-db`",
-            db_error.message()
-        );
-        return DbError::Unavailable(message.into());
+        let message = format!("{}; {}", db_error.message(), crate::db::HOW_TO_SET_UP);
+        return DbError::NotSetUp(message.into());
     }
     let unavailable = connection_lost(&err)
         || err.as_db_error().is_none()

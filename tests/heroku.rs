@@ -1,0 +1,80 @@
+//! Penny on Heroku: the lecture's deploy order, step by step, and what Heroku's router asks of
+//! an app behind it.
+
+mod common;
+
+use common::postgres::PgServer;
+use common::{RunningPenny, run_penny};
+use hyper::StatusCode;
+use std::time::Duration;
+
+/// The lecture deploys the app, then attaches Heroku Postgres, then loads penny.sql with psql,
+/// then opens the app. Each step here is what Heroku does at that point: the release phase runs
+/// `penny init-db` with no database; the dyno restarts with DATABASE_URL naming an empty one;
+/// psql loads penny.sql while that Penny runs.
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
+#[tokio::test]
+async fn the_lecture_s_deploy_order_works_at_every_step() {
+    if !common::postgres::available() {
+        return;
+    }
+    // 1. The first deploy: the release phase, then the web dyno, with no database yet.
+    let release = run_penny(&["init-db"], &[], None);
+    assert!(release.status.success(), "{release:?}");
+    let said = String::from_utf8_lossy(&release.stdout);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("bundled demo"), "{said}");
+    let demo = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    let page = common::get(demo.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("The Practice of Programming"));
+    drop(demo);
+
+    // 2. Heroku Postgres is attached: the dyno restarts with DATABASE_URL, the database empty.
+    let server = PgServer::shared();
+    let dbname = server.create_database();
+    let url = server.url(&dbname, "sslmode=disable");
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+    assert_eq!(
+        common::get(penny.addr, "/", &[]).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..3 {
+        let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+        let text = page.text();
+        assert!(text.contains("No books yet"), "{text}");
+        assert!(text.contains("heroku run penny init-db"), "{text}");
+        assert!(text.contains("-f penny.sql"), "{text}");
+        assert!(!text.contains("relation"), "no SQL error is shown: {text}");
+        let api = common::get(penny.addr, "/api/books?author=ker", &[]).await;
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(api.body.contains("penny init-db"), "{}", api.body);
+    }
+    let log = penny.wait_for_log("not set up for Penny", Duration::from_secs(5));
+    assert_eq!(
+        log.matches("not set up for Penny").count(),
+        1,
+        "one log line, not one per request: {log}"
+    );
+    assert!(log.contains("heroku run penny init-db"), "{log}");
+
+    // 3. The lecture loads penny.sql with psql, while that Penny runs.
+    let penny_sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("penny.sql");
+    server.psql_file(&dbname, &penny_sql);
+
+    // 4. It opens the app: the same Penny, not restarted, finds the books.
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.body.contains("The Practice of Programming"));
+    penny.wait_for_log("reachable again", Duration::from_secs(5));
+
+    // The next deploy's release phase finds the database penny.sql made, and keeps its books.
+    let release = run_penny(&["init-db"], &[("DATABASE_URL", &url)], None);
+    assert!(release.status.success(), "{release:?}");
+    let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert!(page.body.contains("The Practice of Programming"));
+}
