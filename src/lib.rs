@@ -6,6 +6,7 @@
 //!   shutdown.
 //! - `routes`: one match from path to handler; errors become pages here.
 //! - `views`: the maud templates, pure functions of plain data.
+//! - `request_id`: the ID each request is logged and answered with.
 //! - `input`: query strings, the author and the cookie, checked and decoded.
 //! - `assets`: the embedded files under /static/.
 //! - `clock`: the time of day the pages show, in the zone TZ names.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod fold;
 pub mod input;
 pub mod logging;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod views;

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::db::{Count, Db, PAGE_SIZE, Page};
 use crate::error::AppError;
 use crate::input;
+use crate::request_id;
 use crate::views::{self, Greeting, PageLinks, Results, SearchBox};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -73,13 +74,25 @@ pub fn refused<B>(app: &App, req: &Request<B>, err: &AppError) -> Response<Body>
 
 fn error_response<B>(app: &App, req: &Request<B>, err: &AppError) -> Response<Body> {
     let path = req.uri().path();
+    // The server gives every request an ID before it gets here (see `request_id`); a 5xx shows
+    // it, so that what a visitor reports can be found in the log.
+    let request_id = req
+        .headers()
+        .get(request_id::X_REQUEST_ID)
+        .and_then(|id| id.to_str().ok());
     if err.is_logged() {
-        tracing::error!(path, error = err.cause_chain(), "request failed");
+        tracing::error!(
+            path,
+            request_id,
+            error = err.cause_chain(),
+            "request failed"
+        );
     }
+    let shown_id = request_id.filter(|_| err.status().is_server_error());
     let mut response = if path.starts_with("/api/") {
-        json_error(err)
+        json_error(err, shown_id)
     } else {
-        error_page(err, &app.clock.now().text)
+        error_page(err, &app.clock.now().text, shown_id)
     };
     let headers = response.headers_mut();
     if matches!(err, AppError::MethodNotAllowed) {
@@ -282,15 +295,22 @@ fn static_file<B>(name: &str, req: &Request<B>) -> Result<Response<Body>, AppErr
     Ok(response)
 }
 
-fn error_page(err: &AppError, now: &str) -> Response<Body> {
+fn error_page(err: &AppError, now: &str, request_id: Option<&str>) -> Response<Body> {
     let (heading, message) = err.explain();
-    html(err.status(), views::error_page(heading, &message, now))
+    html(
+        err.status(),
+        views::error_page(heading, &message, now, request_id),
+    )
 }
 
-fn json_error(err: &AppError) -> Response<Body> {
+/// `{"error": "..."}`, with `"request_id"` when there is one to show.
+fn json_error(err: &AppError, request_id: Option<&str>) -> Response<Body> {
     let (_, message) = err.explain();
-    let body = serde_json::to_vec(&serde_json::json!({ "error": message }))
-        .expect("a string map serializes to JSON");
+    let mut body = serde_json::json!({ "error": message });
+    if let Some(id) = request_id {
+        body["request_id"] = id.into();
+    }
+    let body = serde_json::to_vec(&body).expect("a string map serializes to JSON");
     json(err.status(), body)
 }
 

@@ -3,6 +3,7 @@
 //! requests finish and closes idle keep-alive connections.
 
 use crate::error::AppError;
+use crate::request_id::{self, X_REQUEST_ID};
 use crate::routes::{self, App};
 use hyper::body::Incoming;
 use hyper::header::{HOST, TRANSFER_ENCODING};
@@ -105,15 +106,16 @@ pub async fn serve(
         let app = app.clone();
         let in_flight = in_flight.clone();
         let service_activity = activity.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
+            let request_id = request_id::ensure(req.headers_mut());
             // Held until the request's future is dropped, also when the client goes away.
             let admitted = in_flight.clone().try_acquire_owned().ok();
             let handling = Handling::start(&service_activity);
             async move {
                 let _handling = handling;
                 let started = Instant::now();
-                let response = match (check_framing(&req), admitted) {
+                let mut response = match (check_framing(&req), admitted) {
                     (Err(err), _) => routes::refused(&app, &req, &err),
                     (Ok(()), Some(_admitted)) => routes::handle(&app, &req).await,
                     (Ok(()), None) => routes::overloaded(&app, &req),
@@ -125,9 +127,10 @@ pub async fn serve(
                     path = %req.uri().path(),
                     status = response.status().as_u16(),
                     micros = started.elapsed().as_micros() as u64,
-                    request_id = req.headers().get("x-request-id").and_then(|id| id.to_str().ok()),
+                    request_id = request_id.to_str().ok(),
                     "request"
                 );
+                response.headers_mut().insert(X_REQUEST_ID, request_id);
                 Ok::<_, Infallible>(response)
             }
         });

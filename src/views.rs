@@ -254,11 +254,15 @@ impl Render for Thousands {
     }
 }
 
-/// A page for an error: `heading` and `message` are Penny's own words, never a cause.
-pub fn error_page(heading: &str, message: &str, now: &str) -> Markup {
+/// A page for an error: `heading` and `message` are Penny's own words, never a cause. A
+/// `request_id` is shown for the visitor to quote: the log's line for the request has it.
+pub fn error_page(heading: &str, message: &str, now: &str, request_id: Option<&str>) -> Markup {
     let body = html! {
         h1 { (heading) }
         p { (message) }
+        @if let Some(id) = request_id {
+            p.request-id { "Request ID: " code { (id) } }
+        }
         p { a href="/" { "Back to the home page." } }
     };
     layout(&format!("{heading} · Penny.com"), body, now, false)

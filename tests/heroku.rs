@@ -78,3 +78,60 @@ async fn the_lecture_s_deploy_order_works_at_every_step() {
     let page = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
     assert!(page.body.contains("The Practice of Programming"));
 }
+
+/// Heroku's router sends `X-Request-Id` and logs it; Penny logs it too and sends it back. A
+/// request without one gets one made up, and a 5xx page shows it for the visitor to quote.
+#[tokio::test]
+async fn every_answer_carries_a_request_id_that_its_log_line_has_and_5xx_pages_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("penny.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    common::init_db(&url);
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)], None);
+
+    let routers = "f9ed4675-f4d6-4d82-a5a1-43e6f4d28fd0";
+    let page = common::get(penny.addr, "/", &[("x-request-id", routers)]).await;
+    assert_eq!(page.header("x-request-id"), routers);
+    assert!(!page.body.contains(routers), "a 200 page does not show it");
+
+    let made = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    let made_id = made.header("x-request-id").to_owned();
+    assert_eq!(made_id.len(), 32, "{made_id}");
+    let unsafe_one = common::get(penny.addr, "/", &[("x-request-id", "a b\"c")]).await;
+    assert_ne!(unsafe_one.header("x-request-id"), "a b\"c");
+    assert_eq!(unsafe_one.header("x-request-id").len(), 32);
+
+    let missing = common::get(penny.addr, "/nope", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(!missing.text().contains("Request ID"), "{}", missing.text());
+
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("DROP TABLE books")
+        .unwrap();
+    let failed = common::get(penny.addr, "/searchresults?author=ker", &[]).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+    let failed_id = failed.header("x-request-id").to_owned();
+    assert!(
+        failed.text().contains(&format!("Request ID: {failed_id}")),
+        "{}",
+        failed.text()
+    );
+    let api = common::get(
+        penny.addr,
+        "/api/books?author=ker",
+        &[("x-request-id", routers)],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["request_id"], routers, "{json}");
+
+    let log = penny.wait_for_log(&failed_id, Duration::from_secs(5));
+    for id in [routers, made_id.as_str(), failed_id.as_str()] {
+        let line = log
+            .lines()
+            .find(|line| line.contains(&format!("request_id=\"{id}\"")))
+            .unwrap_or_else(|| panic!("no log line with {id}: {log}"));
+        assert!(line.contains("status="), "{line}");
+    }
+}
