@@ -88,6 +88,8 @@ pub enum ConfigError {
         expected: &'static str,
         value: String,
     },
+    #[error("{name} must be true or false (it is {value:?})")]
+    BadSwitch { name: &'static str, value: String },
     #[error("PORT must be a port number (it is {0:?})")]
     BadPort(String),
 }
@@ -278,6 +280,11 @@ pub struct Config {
     /// How many log lines may wait for stdout (PENNY_LOG_QUEUE_LINES, default 16384); past
     /// that, lines are dropped and counted until stdout takes them again (see `logging`).
     pub log_queue_lines: usize,
+    /// Whether visitors must use HTTPS (PENNY_HTTPS_ONLY; by default, only on Heroku, where
+    /// DYNO is set): a GET or HEAD that the router received over http is redirected to https,
+    /// and answers over https carry Strict-Transport-Security. Only a request whose
+    /// X-Forwarded-Proto says http is redirected, so a plain local run never is.
+    pub https_only: bool,
 }
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -341,12 +348,24 @@ impl Config {
             }
             None => SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
         };
+        let https_only = match lookup("PENNY_HTTPS_ONLY").as_deref().map(str::trim) {
+            None | Some("") => lookup("DYNO").is_some(),
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(value) => {
+                return Err(ConfigError::BadSwitch {
+                    name: "PENNY_HTTPS_ONLY",
+                    value: value.to_owned(),
+                });
+            }
+        };
         Ok(Config {
             database,
             pool,
             bind,
             max_in_flight,
             log_queue_lines,
+            https_only,
         })
     }
 }

@@ -28,6 +28,8 @@ Environment:
   PENNY_MAX_IN_FLIGHT       most requests handled at once; more get 503 [1024]
   PENNY_LOG_QUEUE_LINES     log lines held while stdout is slow [16384]
   PENNY_PGBOUNCER           true when DATABASE_URL leads to PgBouncer in transaction mode
+  PENNY_HTTPS_ONLY          redirect http to https and send HSTS, behind a proxy that sets
+                            X-Forwarded-Proto [true on Heroku (DYNO set), else false]
   PGSSLMODE, PGSSLROOTCERT  PostgreSQL TLS, as libpq reads them [prefer, the system's CAs]
   TZ                        the clock's time zone, by IANA name [the system's]
   RUST_LOG                  log level and filters [info]";
@@ -206,6 +208,7 @@ async fn serve(args: ServeArgs, config: Settings) -> anyhow::Result<()> {
     let app = Arc::new(App {
         db: db.clone(),
         clock,
+        https_only: config.https_only,
     });
     let options = ServerOptions {
         max_in_flight: config.max_in_flight,

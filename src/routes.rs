@@ -22,6 +22,8 @@ pub struct App {
     pub db: Db,
     /// The time of day the pages show.
     pub clock: Clock,
+    /// Redirect http to https and send HSTS (see `Config::https_only`).
+    pub https_only: bool,
 }
 
 enum Route<'a> {
@@ -50,12 +52,53 @@ fn route(path: &str) -> Option<Route<'_>> {
 
 /// Answers one request. Never fails: errors become pages.
 pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let mut response = match dispatch(app, req).await {
-        Ok(response) => response,
-        Err(err) => error_response(app, req, &err),
+    let over_https = app.https_only && forwarded_proto(req.headers()) == Some(Proto::Https);
+    let mut response = match app.https_only.then(|| to_https(req)).flatten() {
+        Some(redirect) => redirect,
+        None => match dispatch(app, req).await {
+            Ok(response) => response,
+            Err(err) => error_response(app, req, &err),
+        },
     };
     add_security_headers(response.headers_mut());
+    if over_https {
+        // Browsers take it only over https: from then on they ask for https themselves.
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
     response
+}
+
+/// A year, as HSTS guides advise; not for subdomains, which may be other people's apps.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
+/// The redirect to https for a GET or HEAD that Heroku's router (or a proxy like it) says came
+/// over http: 308, the same host without its port, path and query. `None` for anything else: a
+/// request with no X-Forwarded-Proto (a plain local run), over https already (no loop), to
+/// /healthz (probes use plain http), with another method (it gets its 405), or with a Host
+/// that is not a host name.
+fn to_https<B>(req: &Request<B>) -> Option<Response<Body>> {
+    if forwarded_proto(req.headers()) != Some(Proto::Http)
+        || req.uri().path() == "/healthz"
+        || (req.method() != Method::GET && req.method() != Method::HEAD)
+    {
+        return None;
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let authority: hyper::http::uri::Authority = host.parse().ok()?;
+    let path = req.uri().path_and_query().map_or("/", |path| path.as_str());
+    let location = format!("https://{}{path}", authority.host());
+    let location = HeaderValue::try_from(location).ok()?;
+    let mut response = Response::new(Body::from("Penny is served over https.\n"));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Some(response)
 }
 
 /// The answer to a request that arrives while the server is at its limit of requests in flight:
@@ -345,13 +388,30 @@ fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Res
     response
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Http,
+    Https,
+}
+
+/// How the visitor reached the proxy in front of Penny: Heroku's router ends TLS and says so
+/// in X-Forwarded-Proto (the first value, where proxies have added theirs). `None` with no
+/// such header, or one that names neither.
+fn forwarded_proto(headers: &HeaderMap) -> Option<Proto> {
+    let proto = headers.get("x-forwarded-proto")?.to_str().ok()?;
+    let proto = proto.split(',').next()?.trim();
+    if proto.eq_ignore_ascii_case("https") {
+        Some(Proto::Https)
+    } else if proto.eq_ignore_ascii_case("http") {
+        Some(Proto::Http)
+    } else {
+        None
+    }
+}
+
 /// Heroku's router ends TLS and says so in X-Forwarded-Proto.
 fn came_over_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|proto| proto.to_str().ok())
-        .and_then(|proto| proto.split(',').next())
-        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    forwarded_proto(headers) == Some(Proto::Https)
 }
 
 fn add_security_headers(headers: &mut HeaderMap) {

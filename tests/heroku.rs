@@ -135,3 +135,111 @@ async fn every_answer_carries_a_request_id_that_its_log_line_has_and_5xx_pages_s
         assert!(line.contains("status="), "{line}");
     }
 }
+
+const APP_HOST: &str = "penny-demo.herokuapp.com";
+
+/// A request as Heroku's router passes it on: the app's host name, and how the visitor came.
+fn routed(proto: &str) -> [(&'static str, &str); 2] {
+    [("host", APP_HOST), ("x-forwarded-proto", proto)]
+}
+
+#[tokio::test]
+async fn behind_heroku_s_router_http_is_redirected_to_https_and_https_answers_carry_hsts() {
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[("DYNO", "web.1")], None);
+    let search = "/searchresults?author=g%C3%B6del";
+
+    for path in [
+        search,
+        "/",
+        "/static/penny.css",
+        "/api/books?author=ker",
+        "/nope",
+    ] {
+        let page = common::get(penny.addr, path, &routed("http")).await;
+        assert_eq!(page.status, StatusCode::PERMANENT_REDIRECT, "{path}");
+        assert_eq!(page.header("location"), format!("https://{APP_HOST}{path}"));
+        assert!(
+            page.headers.get("strict-transport-security").is_none(),
+            "not over http"
+        );
+        assert_eq!(page.header("x-content-type-options"), "nosniff");
+    }
+    let head = common::send(
+        penny.addr,
+        hyper::Request::head(search)
+            .header("host", APP_HOST)
+            .header("x-forwarded-proto", "http")
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::PERMANENT_REDIRECT);
+    let with_port = [
+        ("host", "penny-demo.herokuapp.com:80"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let page = common::get(penny.addr, "/", &with_port).await;
+    assert_eq!(page.header("location"), format!("https://{APP_HOST}/"));
+
+    // Where the redirect leads: served, with HSTS and a Secure cookie, and no second redirect.
+    let page = common::get(penny.addr, search, &routed("https")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.header("strict-transport-security"), "max-age=31536000");
+    assert!(
+        page.header("set-cookie").contains("Secure"),
+        "{}",
+        page.header("set-cookie")
+    );
+    assert!(page.body.contains("Gödel"));
+    let css = common::get(penny.addr, "/static/penny.css", &routed("https")).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.header("strict-transport-security"), "max-age=31536000");
+
+    // Health probes are plain http, and so is a request that never passed a proxy.
+    let health = common::get(penny.addr, "/healthz", &routed("http")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let direct = common::get(penny.addr, search, &[]).await;
+    assert_eq!(direct.status, StatusCode::OK);
+    assert!(direct.headers.get("strict-transport-security").is_none());
+
+    // A method other than GET or HEAD gets its 405, not a redirect that would turn it into a GET.
+    let post = common::send(
+        penny.addr,
+        hyper::Request::post("/searchresults")
+            .header("host", APP_HOST)
+            .header("x-forwarded-proto", "http")
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn https_only_is_off_on_a_plain_run_and_can_be_set_either_way() {
+    for (env, redirects) in [
+        (&[][..], false),
+        (
+            &[("DYNO", "web.1"), ("PENNY_HTTPS_ONLY", "false")][..],
+            false,
+        ),
+        (&[("PENNY_HTTPS_ONLY", "true")][..], true),
+    ] {
+        let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], env, None);
+        let page = common::get(penny.addr, "/", &routed("http")).await;
+        let expected = if redirects {
+            StatusCode::PERMANENT_REDIRECT
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(page.status, expected, "{env:?}");
+        let secure = common::get(penny.addr, "/", &routed("https")).await;
+        assert_eq!(
+            secure.headers.contains_key("strict-transport-security"),
+            redirects,
+            "{env:?}"
+        );
+    }
+    let output = run_penny(&[], &[("PENNY_HTTPS_ONLY", "maybe")], None);
+    common::assert_one_clear_line(&output, &["PENNY_HTTPS_ONLY", "true or false"]);
+}

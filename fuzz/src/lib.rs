@@ -370,7 +370,14 @@ static APP: LazyLock<(tokio::runtime::Runtime, App)> = LazyLock::new(|| {
         .block_on(Db::open(&DatabaseUrl::Bundled, &PoolConfig::default()))
         .expect("the bundled database opens");
     let clock = penny::clock::Clock::utc();
-    (runtime, App { db, clock })
+    (
+        runtime,
+        App {
+            db,
+            clock,
+            https_only: false,
+        },
+    )
 });
 
 /// The tags Penny's pages are made of.

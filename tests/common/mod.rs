@@ -323,6 +323,7 @@ impl TestApp {
         let app = Arc::new(App {
             db: db.db.clone(),
             clock: penny::clock::Clock::utc(),
+            https_only: false,
         });
         let (shutdown, stop) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, app, options, async {
@@ -422,14 +423,16 @@ pub async fn get_at_once(
     answers
 }
 
-/// Sends `request` on a new connection and reads the whole response, which must hold no
-/// password, nor must any log line so far.
+/// Sends `request` on a new connection (with Host the server's address, unless it has one)
+/// and reads the whole response, which must hold no password, nor must any log line so far.
 pub async fn send(addr: SocketAddr, mut request: Request<Empty<Bytes>>) -> TestResponse {
     secrets::watch();
     let what = format!("{} {}", request.method(), request.uri());
-    request
-        .headers_mut()
-        .insert("host", addr.to_string().parse().unwrap());
+    if !request.headers().contains_key("host") {
+        request
+            .headers_mut()
+            .insert("host", addr.to_string().parse().unwrap());
+    }
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
