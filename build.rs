@@ -1,6 +1,7 @@
-//! Builds the bundled demo database from penny.sql, makes a new file under assets/ or a new
-//! migration rebuild the crate (include_dir! and embed_migrations! alone only notice changes to
-//! files they already embedded), and tells the tests which of the programs they drive are here.
+//! Builds the bundled demo database from penny.sql and the compressed copies of the assets,
+//! makes a new file under assets/ or a new migration rebuild the crate (include_dir! and
+//! embed_migrations! alone only notice changes to files they already embedded), and tells the
+//! tests which of the programs they drive are here.
 
 use std::path::{Path, PathBuf};
 use std::{env, fs};
@@ -13,6 +14,7 @@ fn main() {
     mark_what_the_tests_can_use();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     build_bundled_database(&out_dir.join("penny.sqlite"));
+    compress_assets(Path::new("assets"), &out_dir.join("compressed"));
 
     // Each list of files, as an env var the crate reads: when a file is added or removed, the
     // value changes and cargo recompiles the crate, so the macros see the new file.
@@ -41,6 +43,46 @@ fn build_bundled_database(path: &Path) {
         .expect("penny.sql runs on SQLite");
     conn.execute_batch("VACUUM")
         .expect("VACUUM compacts the file");
+}
+
+/// Writes a brotli (`NAME.br`) and a gzip (`NAME.gz`) copy of each file under `assets`, at
+/// their best compression, into `out` (src/assets.rs embeds them): a copy that would not be at
+/// least a tenth smaller (an .ico, already compressed) is left out, and the file is served as
+/// it is. Made once per build, so no request
+/// pays for compression.
+fn compress_assets(assets: &Path, out: &Path) {
+    use std::io::Write;
+    let _ = fs::remove_dir_all(out);
+    fs::create_dir_all(out).expect("OUT_DIR is writable");
+    let mut files = Vec::new();
+    list_files(assets, &mut files);
+    for file in files {
+        let body = fs::read(&file).expect("an asset is readable");
+        let name = Path::new(&file)
+            .strip_prefix(assets)
+            .expect("listed under assets/");
+        let target = out.join(name);
+        fs::create_dir_all(target.parent().expect("a file has a parent")).expect("writable");
+
+        let mut brotli = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            ..Default::default()
+        };
+        brotli::BrotliCompress(&mut &body[..], &mut brotli, &params).expect("in memory");
+        // No file name and no time in the header: the same file always gives the same bytes.
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(&body).expect("in memory");
+        let gzip = gzip.finish().expect("in memory");
+
+        for (suffix, copy) in [("br", brotli), ("gz", gzip)] {
+            if copy.len() * 10 <= body.len() * 9 {
+                let mut path = target.clone().into_os_string();
+                path.push(format!(".{suffix}"));
+                fs::write(path, copy).expect("OUT_DIR is writable");
+            }
+        }
+    }
 }
 
 /// Adds the files under `dir` to `files`; a missing `dir` has none (the container build's

@@ -312,28 +312,39 @@ async fn healthz(app: &App) -> Response<Body> {
     response
 }
 
+/// An embedded file, in the best encoding the request accepts (see `assets`), with `Vary:
+/// Accept-Encoding` so that caches keep each encoding apart. Under its hashed name it may be
+/// kept for a year; under any other, it is checked with its ETag each time.
 fn static_file<B>(name: &str, req: &Request<B>) -> Result<Response<Body>, AppError> {
-    let asset = assets::get(name).ok_or(AppError::NotFound)?;
+    let (asset, named) = assets::get(name).ok_or(AppError::NotFound)?;
+    let encoded = asset.encoding_for(req.headers());
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|tags| assets::matches_etag(tags, &asset.etag));
+        .is_some_and(|tags| assets::matches_etag(tags, &encoded.etag));
     let mut response = if fresh {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
-        let mut response = Response::new(Body::from(Bytes::from_static(asset.body)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, asset.content_type.clone());
+        let mut response = Response::new(Body::from(Bytes::from_static(encoded.body)));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, asset.content_type.clone());
+        if let Some(coding) = &encoded.coding {
+            headers.insert(header::CONTENT_ENCODING, coding.clone());
+        }
         response
     };
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, asset.etag.clone());
+    headers.insert(header::ETAG, encoded.etag.clone());
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let cache_control = match named {
+        assets::Name::Hashed => "public, max-age=31536000, immutable",
+        assets::Name::Plain | assets::Name::OtherVersion => "public, no-cache",
+    };
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        HeaderValue::from_static(cache_control),
     );
     Ok(response)
 }

@@ -1,6 +1,7 @@
 //! The pages, as maud templates compiled into the binary. Each view is a pure function of plain
 //! data; maud escapes every value, so text from visitors or the database is never markup.
 
+use crate::assets;
 use crate::db::{Book, Count};
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
@@ -294,11 +295,11 @@ fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 meta name="description" content=(DESCRIPTION);
-                link rel="stylesheet" href="/static/penny.css";
+                link rel="stylesheet" href=(assets::url("penny.css"));
                 link rel="icon" href="/favicon.ico" sizes="32x32";
-                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
+                link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
                 @if script {
-                    script src="/static/search.js" defer {}
+                    script src=(assets::url("search.js")) defer {}
                 }
             }
             body {
@@ -478,6 +479,10 @@ mod tests {
             !page.contains("search.js"),
             "the home page submits the form"
         );
-        assert!(form.contains(r#"<script src="/static/search.js" defer></script>"#));
+        let script = format!(
+            r#"<script src="{}" defer></script>"#,
+            assets::url("search.js")
+        );
+        assert!(form.contains(&script), "{form}");
     }
 }

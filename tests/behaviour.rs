@@ -44,6 +44,8 @@ suite! {
         robots_txt_and_a_meta_description_are_there_for_search_engines,
         the_footer_says_the_time_zone,
         the_search_as_you_type_script_is_served_from_static,
+        compressed_and_identity_answers_decode_to_the_same_bytes,
+        pages_link_hashed_asset_names_that_are_kept_for_a_year,
     ],
     writable: [
         search_treats_percent_underscore_and_backslash_as_literals,
@@ -127,10 +129,11 @@ async fn home_page_greets_and_links_to_the_search_form(backend: Backend) {
                 .contains(r#"href="/searchform">Click here to begin.</a>"#)
         );
         assert!(text.contains("Today is "), "{text}");
-        assert!(
-            page.body
-                .contains(r#"<link rel="stylesheet" href="/static/penny.css">"#)
+        let stylesheet = format!(
+            r#"<link rel="stylesheet" href="{}">"#,
+            penny::assets::url("penny.css")
         );
+        assert!(page.body.contains(&stylesheet), "{}", page.body);
     }
 }
 
@@ -526,10 +529,12 @@ async fn static_assets_have_type_etag_and_cache_control(backend: Backend) {
         assert_eq!(response.status, StatusCode::OK, "{path}");
         assert_eq!(response.header("content-type"), content_type, "{path}");
         assert!(response.header("etag").starts_with('"'), "{path}");
-        assert!(
-            response.header("cache-control").contains("max-age="),
-            "{path}"
+        assert_eq!(
+            response.header("cache-control"),
+            "public, no-cache",
+            "{path}: a plain name is checked with its ETag each time"
         );
+        assert_eq!(response.header("vary"), "accept-encoding", "{path}");
         assert!(!response.bytes.is_empty(), "{path}");
     }
     let ico = app.get("/favicon.ico").await;
@@ -565,6 +570,162 @@ async fn static_assets_answer_304_when_unchanged(backend: Backend) {
         .get_with("/static/penny.css", &[("if-none-match", "\"stale\"")])
         .await;
     assert_eq!(changed.status, StatusCode::OK);
+}
+
+fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut decoded = Vec::new();
+    match coding {
+        "br" => brotli::Decompressor::new(bytes, 4096)
+            .read_to_end(&mut decoded)
+            .unwrap(),
+        "gzip" => flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut decoded)
+            .unwrap(),
+        other => panic!("unexpected coding {other}"),
+    };
+    decoded
+}
+
+async fn compressed_and_identity_answers_decode_to_the_same_bytes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for name in ["penny.css", "search.js", "favicon.svg"] {
+        for path in [
+            format!("/static/{name}"),
+            penny::assets::url(name).to_owned(),
+        ] {
+            let identity = app.get(&path).await;
+            assert_eq!(identity.status, StatusCode::OK, "{path}");
+            assert!(identity.headers.get("content-encoding").is_none(), "{path}");
+            assert_eq!(identity.header("vary"), "accept-encoding", "{path}");
+            let mut etags = vec![identity.header("etag").to_owned()];
+            for (accept, coding) in [
+                ("gzip, deflate, br, zstd", "br"),
+                ("gzip", "gzip"),
+                ("br;q=0, gzip;q=0.8", "gzip"),
+            ] {
+                let compressed = app.get_with(&path, &[("accept-encoding", accept)]).await;
+                assert_eq!(
+                    compressed.header("content-encoding"),
+                    coding,
+                    "{path} {accept}"
+                );
+                assert_eq!(compressed.header("vary"), "accept-encoding", "{path}");
+                assert_eq!(
+                    compressed.header("content-type"),
+                    identity.header("content-type")
+                );
+                assert!(
+                    compressed.bytes.len() < identity.bytes.len(),
+                    "{path} {coding}"
+                );
+                assert_eq!(
+                    decode(coding, &compressed.bytes),
+                    identity.bytes,
+                    "{path} {coding}"
+                );
+                let etag = compressed.header("etag").to_owned();
+                let unchanged = app
+                    .get_with(
+                        &path,
+                        &[("accept-encoding", accept), ("if-none-match", &etag)],
+                    )
+                    .await;
+                assert_eq!(
+                    unchanged.status,
+                    StatusCode::NOT_MODIFIED,
+                    "{path} {coding}"
+                );
+                assert_eq!(unchanged.header("vary"), "accept-encoding");
+                assert_eq!(unchanged.header("etag"), etag);
+                let head = app
+                    .raw(
+                        format!(
+                            "HEAD {path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: {accept}\r\n\
+                             Connection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let (head, body) = head.split_once("\r\n\r\n").unwrap();
+                assert!(body.is_empty(), "{path}: HEAD sent a body");
+                assert!(
+                    head.contains(&format!("content-encoding: {coding}")),
+                    "{head}"
+                );
+                assert!(
+                    head.contains(&format!("content-length: {}", compressed.bytes.len())),
+                    "{head}"
+                );
+                etags.push(etag);
+            }
+            // Another encoding's ETag does not make this one "unchanged".
+            let other = app
+                .get_with(
+                    &path,
+                    &[("accept-encoding", "br"), ("if-none-match", &etags[0])],
+                )
+                .await;
+            assert_eq!(other.status, StatusCode::OK, "{path}");
+            etags.sort();
+            etags.dedup();
+            assert_eq!(etags.len(), 3, "one ETag per encoding: {etags:?}");
+        }
+    }
+    let ico = app
+        .get_with("/favicon.ico", &[("accept-encoding", "br, gzip")])
+        .await;
+    assert!(
+        ico.headers.get("content-encoding").is_none(),
+        "an .ico barely compresses"
+    );
+    assert!(ico.bytes.starts_with(&[0, 0, 1, 0]));
+}
+
+async fn pages_link_hashed_asset_names_that_are_kept_for_a_year(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let page = app.get("/searchresults?author=ker").await;
+    for name in ["penny.css", "search.js", "favicon.svg"] {
+        let url = penny::assets::url(name);
+        let (stem, extension) = name.split_once('.').unwrap();
+        let hash = url
+            .strip_prefix(&format!("/static/{stem}."))
+            .and_then(|rest| rest.strip_suffix(&format!(".{extension}")))
+            .unwrap_or_else(|| panic!("{url}"));
+        assert_eq!(hash.len(), 10, "{url}");
+        assert!(page.body.contains(&format!("\"{url}\"")), "{url} is linked");
+        assert!(
+            !page.body.contains(&format!("\"/static/{name}\"")),
+            "{name}"
+        );
+
+        let hashed = app.get(url).await;
+        assert_eq!(hashed.status, StatusCode::OK, "{url}");
+        assert_eq!(
+            hashed.header("cache-control"),
+            "public, max-age=31536000, immutable"
+        );
+        let plain = app.get(&format!("/static/{name}")).await;
+        assert_eq!(plain.bytes, hashed.bytes, "{url}");
+        assert_eq!(plain.header("cache-control"), "public, no-cache");
+        assert_eq!(plain.header("etag"), hashed.header("etag"));
+
+        // A page from before a deploy links the file's old version: it gets the current one,
+        // but not to keep.
+        let old = app
+            .get(&format!("/static/{stem}.0123456789.{extension}"))
+            .await;
+        assert_eq!(old.status, StatusCode::OK);
+        assert_eq!(old.bytes, hashed.bytes);
+        assert_eq!(old.header("cache-control"), "public, no-cache");
+    }
+    for missing in ["/static/nope.0123456789.css", "/static/penny.01234.css"] {
+        assert_eq!(
+            app.get(missing).await.status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
 }
 
 async fn static_paths_cannot_escape_the_assets(backend: Backend) {
@@ -1155,8 +1316,11 @@ async fn the_search_as_you_type_script_is_served_from_static(backend: Backend) {
         ("/searchresults?author=ker", true),
     ] {
         let page = app.get(path).await;
-        let tag = r#"<script src="/static/search.js" defer></script>"#;
-        assert_eq!(page.body.contains(tag), has_script, "{path}");
+        let tag = format!(
+            r#"<script src="{}" defer></script>"#,
+            penny::assets::url("search.js")
+        );
+        assert_eq!(page.body.contains(&tag), has_script, "{path}");
         assert_eq!(
             page.body.matches("<script").count(),
             usize::from(has_script),

@@ -571,7 +571,7 @@ async fn check_the_styling(client: Client, base: String) {
     let page = client.execute(script, vec![]).await.unwrap();
 
     let sheets = page["sheets"].as_array().unwrap();
-    let penny_css = format!("{base}/static/penny.css");
+    let penny_css = format!("{base}{}", penny::assets::url("penny.css"));
     assert!(
         sheets
             .iter()

@@ -27,11 +27,16 @@ pub fn encoded(text: &str) -> String {
 pub const PENNY_TAGS: &[&str] = &[
     "!doctype", "html", "head", "meta", "title", "link", "body", "header", "main", "footer", "h1",
     "p", "a", "div", "nav", "table", "thead", "tbody", "tr", "th", "td", "form", "label", "input",
-    "button", "span", "strong",
+    "button", "span", "strong", "code",
 ];
 
 /// Penny's one script, the search as you type: the only `<script>` a page may hold.
-pub const PENNY_SCRIPT: &str = r#"<script src="/static/search.js" defer></script>"#;
+pub fn penny_script() -> String {
+    format!(
+        r#"<script src="{}" defer></script>"#,
+        penny::assets::url("search.js")
+    )
+}
 
 /// The previous search as a form page shows it, as HTML without its link: what a reader sees.
 pub fn previous_search(body: &str) -> String {
@@ -54,7 +59,7 @@ pub fn previous_search(body: &str) -> String {
 /// Every tag in `body` is one of Penny's, with no event handler and no javascript: URL: so no
 /// payload became markup.
 pub fn assert_only_pennys_markup(body: &str, context: &str) {
-    let body = &body.replacen(PENNY_SCRIPT, "", 1);
+    let body = &body.replacen(&penny_script(), "", 1);
     let mut rest = body.as_str();
     while let Some(start) = rest.find('<') {
         let tag = &rest[start + 1..];
