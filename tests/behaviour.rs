@@ -46,6 +46,7 @@ suite! {
         the_search_as_you_type_script_is_served_from_static,
         compressed_and_identity_answers_decode_to_the_same_bytes,
         pages_link_hashed_asset_names_that_are_kept_for_a_year,
+        pages_that_query_send_server_timing_and_others_do_not,
     ],
     writable: [
         search_treats_percent_underscore_and_backslash_as_literals,
@@ -725,6 +726,46 @@ async fn pages_link_hashed_asset_names_that_are_kept_for_a_year(backend: Backend
             StatusCode::NOT_FOUND,
             "{missing}"
         );
+    }
+}
+
+async fn pages_that_query_send_server_timing_and_others_do_not(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in ["/searchresults?author=ker", "/api/books?author=ker"] {
+        let started = std::time::Instant::now();
+        let response = app.get(path).await;
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        let header = response.header("server-timing");
+        let mut names = Vec::new();
+        let mut total = 0.0;
+        for metric in header.split(", ") {
+            let parts: Vec<&str> = metric.split(';').collect();
+            assert_eq!(parts.len(), 3, "{header}");
+            let dur: f64 = parts[1].strip_prefix("dur=").unwrap().parse().unwrap();
+            let decimals = parts[1].split('.').nth(1).unwrap_or_default();
+            assert_eq!(
+                decimals.len(),
+                3,
+                "milliseconds to the microsecond: {header}"
+            );
+            assert!(
+                parts[2].starts_with("desc=\"") && parts[2].ends_with('"'),
+                "{header}"
+            );
+            assert!(dur >= 0.0);
+            total += dur;
+            names.push(parts[0]);
+        }
+        assert_eq!(names, ["pool", "db", "render"], "{path}: {header}");
+        assert!(total <= took, "{path}: {total} ms of {took} ms: {header}");
+        assert!(
+            !header.contains("postgres") && !header.contains("sqlite"),
+            "{header}"
+        );
+    }
+    for path in ["/", "/searchform", "/static/penny.css", "/healthz", "/nope"] {
+        let response = app.get(path).await;
+        assert!(response.headers.get("server-timing").is_none(), "{path}");
     }
 }
 

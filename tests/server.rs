@@ -603,3 +603,70 @@ async fn connections_waiting_to_be_accepted_at_sigterm_are_answered_not_reset() 
         );
     }
 }
+
+/// The `Server-Timing` metrics of a response, by name, in milliseconds.
+fn server_timing(response: &common::TestResponse) -> std::collections::BTreeMap<String, f64> {
+    response
+        .header("server-timing")
+        .split(',')
+        .map(|metric| {
+            let mut params = metric.trim().split(';');
+            let name = params.next().unwrap().to_owned();
+            let dur = params
+                .find_map(|param| param.strip_prefix("dur="))
+                .unwrap_or_else(|| panic!("no dur in {metric}"))
+                .parse()
+                .unwrap();
+            (name, dur)
+        })
+        .collect()
+}
+
+/// Server-Timing tells the time a request waited for a connection from the time its query
+/// took: a request that holds the only connection while its query waits on a lock shows it as
+/// query time, and one that waits for that connection shows it as waiting.
+#[tokio::test]
+async fn server_timing_tells_waiting_for_a_connection_from_the_query() {
+    let mut db = TestDb::create(Backend::SqliteFile).await;
+    let pool = PoolConfig {
+        size: 1,
+        ..PoolConfig::default()
+    };
+    db.db = Db::open(&db.url, &pool).await.unwrap();
+    let app = TestApp::serve(db, ServerOptions::default()).await;
+    let quick = app.get("/searchresults?author=ker").await;
+    let metrics = server_timing(&quick);
+    assert_eq!(
+        metrics.keys().collect::<Vec<_>>(),
+        ["db", "pool", "render"],
+        "{}",
+        quick.header("server-timing")
+    );
+    assert!(
+        metrics.values().all(|&ms| (0.0..100.0).contains(&ms)),
+        "{metrics:?}"
+    );
+
+    let lock = lock_database(&app.db);
+    let holder = tokio::spawn(common::get(app.addr, "/searchresults?author=ker", &[]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiter = tokio::spawn(common::get(app.addr, "/api/books?author=ker", &[]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    release(lock);
+    let (holder, waiter) = (holder.await.unwrap(), waiter.await.unwrap());
+    assert_eq!(
+        (holder.status, waiter.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let (held, waited) = (server_timing(&holder), server_timing(&waiter));
+    assert!(
+        held["db"] >= 550.0,
+        "the query waited on the lock: {held:?}"
+    );
+    assert!(held["pool"] < 100.0, "{held:?}");
+    assert!(
+        waited["pool"] >= 350.0,
+        "it waited for the connection: {waited:?}"
+    );
+    assert!(waited["db"] < 100.0, "{waited:?}");
+}

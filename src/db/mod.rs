@@ -6,6 +6,7 @@ mod outage;
 mod postgres;
 mod sqlite;
 pub mod synthetic;
+mod timing;
 
 pub use postgres::FIRST as POSTGRES_FIRST_PAGE;
 
@@ -14,6 +15,7 @@ use crate::fold::fold;
 use outage::Outages;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+pub use timing::Timing;
 
 /// A row of the books table, as the pages and the JSON API show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

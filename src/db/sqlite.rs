@@ -2,7 +2,9 @@
 //! blocking pool, so a slow disk or a busy lock never stalls the async workers; the bundled
 //! demo, read-only bytes in memory, is queried in place.
 
-use super::{AuthorRange, Book, Cursor, DbError, Position, SCHEMA, SchemaChanges, synthetic};
+use super::{
+    AuthorRange, Book, Cursor, DbError, Position, SCHEMA, SchemaChanges, Timing, synthetic,
+};
 use crate::config::PoolConfig;
 use crate::fold::fold;
 use r2d2::ManageConnection;
@@ -161,12 +163,15 @@ impl SqliteDb {
     {
         // A query on the bundled database is a few microseconds of work on memory, less than
         // handing it to another thread costs; with a connection free, it runs right here.
+        let started = Instant::now();
         if self.in_memory
             && let Some(mut conn) = self.pool.try_get()
         {
-            return conn.run(f);
+            let got = Instant::now();
+            let result = conn.run(f);
+            Timing::add(got - started, got.elapsed());
+            return result;
         }
-        let started = Instant::now();
         let limit = self.checkout_timeout;
         // A free permit is taken at once; only a wait for one needs a timer.
         let permit = match self.calls.clone().try_acquire_owned() {
@@ -181,13 +186,20 @@ impl SqliteDb {
         };
         let wait = limit.saturating_sub(started.elapsed());
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        let (result, got) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut conn = pool.get_timeout(wait).map_err(|_| no_connection(limit))?;
-            conn.run(f)
+            let mut conn = match pool.get_timeout(wait) {
+                Ok(conn) => conn,
+                Err(_) => return (Err(no_connection(limit)), Instant::now()),
+            };
+            let got = Instant::now();
+            (conn.run(f), got)
         })
         .await
-        .map_err(|err| DbError::Query(err.into()))?
+        .map_err(|err| DbError::Query(err.into()))?;
+        // The hand-offs to the blocking thread and back count as waiting and as the query.
+        Timing::add(got - started, got.elapsed());
+        result
     }
 
     /// Waits, up to `limit`, for the calls running on the blocking pool to end, and lets no new

@@ -82,6 +82,7 @@ pub const RESPONSE_HEADERS: &[&str] = &[
     "location",
     "referrer-policy",
     "retry-after",
+    "server-timing",
     "set-cookie",
     "strict-transport-security",
     "vary",

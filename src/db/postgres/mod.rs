@@ -7,7 +7,8 @@ mod pool;
 mod tls;
 
 use super::{
-    AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, SCHEMA, SchemaChanges, synthetic,
+    AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, SCHEMA, SchemaChanges, Timing,
+    synthetic,
 };
 use crate::config::{PoolConfig, PostgresUrl};
 use crate::fold::fold;
@@ -103,10 +104,14 @@ macro_rules! with_connection {
         let mut retried = false;
         let mut deadline = None;
         loop {
+            let asked = Instant::now();
             let $conn = $db.seat().await?;
+            let seated = Instant::now();
             // Set once: a second try has what is left of the first one's time.
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + $db.query_timeout);
-            match $db.within_deadline(&$conn, deadline, $query).await? {
+            let deadline = *deadline.get_or_insert_with(|| seated + $db.query_timeout);
+            let answer = $db.within_deadline(&$conn, deadline, $query).await;
+            Timing::add(seated - asked, seated.elapsed());
+            match answer? {
                 Err(err)
                     if !retried
                         && ($conn.cancelled_for_another(&err) || $db.worth_a_retry(&err)) =>
