@@ -285,6 +285,9 @@ pub struct Config {
     /// and answers over https carry Strict-Transport-Security. Only a request whose
     /// X-Forwarded-Proto says http is redirected, so a plain local run never is.
     pub https_only: bool,
+    /// Whether /api/pool shows the connection pool (PENNY_POOL_VIEW, default on): counts only,
+    /// for a lesson to watch the pool fill up under load.
+    pub pool_view: bool,
 }
 
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -348,17 +351,9 @@ impl Config {
             }
             None => SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
         };
-        let https_only = match lookup("PENNY_HTTPS_ONLY").as_deref().map(str::trim) {
-            None | Some("") => lookup("DYNO").is_some(),
-            Some("1" | "true" | "yes" | "on") => true,
-            Some("0" | "false" | "no" | "off") => false,
-            Some(value) => {
-                return Err(ConfigError::BadSwitch {
-                    name: "PENNY_HTTPS_ONLY",
-                    value: value.to_owned(),
-                });
-            }
-        };
+        let https_only =
+            switch(&lookup, "PENNY_HTTPS_ONLY")?.unwrap_or_else(|| lookup("DYNO").is_some());
+        let pool_view = switch(&lookup, "PENNY_POOL_VIEW")?.unwrap_or(true);
         Ok(Config {
             database,
             pool,
@@ -366,7 +361,25 @@ impl Config {
             max_in_flight,
             log_queue_lines,
             https_only,
+            pool_view,
         })
+    }
+}
+
+/// A setting that is on or off: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`; `None`
+/// when unset or blank.
+fn switch(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<bool>, ConfigError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(value) => Err(ConfigError::BadSwitch {
+            name,
+            value: value.to_owned(),
+        }),
     }
 }
 

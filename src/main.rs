@@ -30,6 +30,7 @@ Environment:
   PENNY_PGBOUNCER           true when DATABASE_URL leads to PgBouncer in transaction mode
   PENNY_HTTPS_ONLY          redirect http to https and send HSTS, behind a proxy that sets
                             X-Forwarded-Proto [true on Heroku (DYNO set), else false]
+  PENNY_POOL_VIEW           show the connection pool's counts at /api/pool [true]
   PGSSLMODE, PGSSLROOTCERT  PostgreSQL TLS, as libpq reads them [prefer, the system's CAs]
   TZ                        the clock's time zone, by IANA name [the system's]
   RUST_LOG                  log level and filters [info]";
@@ -209,6 +210,7 @@ async fn serve(args: ServeArgs, config: Settings) -> anyhow::Result<()> {
         db: db.clone(),
         clock,
         https_only: config.https_only,
+        pool_view: config.pool_view,
     });
     let options = ServerOptions {
         max_in_flight: config.max_in_flight,

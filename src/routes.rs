@@ -25,6 +25,8 @@ pub struct App {
     pub clock: Clock,
     /// Redirect http to https and send HSTS (see `Config::https_only`).
     pub https_only: bool,
+    /// Answer /api/pool (see `Config::pool_view`).
+    pub pool_view: bool,
 }
 
 enum Route<'a> {
@@ -32,6 +34,7 @@ enum Route<'a> {
     SearchForm,
     SearchResults,
     ApiBooks,
+    ApiPool,
     Health,
     Favicon,
     Robots,
@@ -44,6 +47,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/searchform" => Route::SearchForm,
         "/searchresults" => Route::SearchResults,
         "/api/books" => Route::ApiBooks,
+        "/api/pool" => Route::ApiPool,
         "/healthz" => Route::Health,
         "/favicon.ico" => Route::Favicon,
         "/robots.txt" => Route::Robots,
@@ -164,6 +168,8 @@ async fn dispatch<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppE
         Route::SearchForm => Ok(search_form(app, req)),
         Route::SearchResults => search_results(app, req).await,
         Route::ApiBooks => api_books(app, req).await,
+        Route::ApiPool if app.pool_view => Ok(api_pool(app)),
+        Route::ApiPool => Err(AppError::NotFound),
         Route::Health => Ok(healthz(app).await),
         Route::Favicon => static_file("favicon.ico", req),
         Route::Robots => static_file("robots.txt", req),
@@ -267,6 +273,13 @@ async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, App
         response.headers_mut().insert(header::LINK, value);
     }
     Ok(response)
+}
+
+/// The connection pool now (see `db::PoolStatus`), as JSON: what a lesson on pooling watches
+/// while a load test runs. Asks the database nothing.
+fn api_pool(app: &App) -> Response<Body> {
+    let body = serde_json::to_vec(&app.db.pool_status()).expect("counts serialize to JSON");
+    json(StatusCode::OK, body)
 }
 
 /// The links to the pages before and after `page`, page number `number`, of the search for

@@ -47,6 +47,7 @@ suite! {
         compressed_and_identity_answers_decode_to_the_same_bytes,
         pages_link_hashed_asset_names_that_are_kept_for_a_year,
         pages_that_query_send_server_timing_and_others_do_not,
+        the_pool_view_counts_the_connections,
     ],
     writable: [
         search_treats_percent_underscore_and_backslash_as_literals,
@@ -767,6 +768,66 @@ async fn pages_that_query_send_server_timing_and_others_do_not(backend: Backend)
         let response = app.get(path).await;
         assert!(response.headers.get("server-timing").is_none(), "{path}");
     }
+}
+
+async fn the_pool_view_counts_the_connections(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/searchresults?author=ker").await.status,
+            StatusCode::OK
+        );
+    }
+    let response = app.get("/api/pool").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.header("content-type"), "application/json");
+    assert_eq!(response.header("cache-control"), "no-store");
+    let pool: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    let names: Vec<&str> = pool
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "closed",
+            "database",
+            "idle",
+            "in_use",
+            "open",
+            "opened",
+            "outages",
+            "queries",
+            "reachable",
+            "size",
+            "waiting"
+        ],
+        "{pool}"
+    );
+    let database = match backend {
+        Backend::Bundled => "bundled demo",
+        Backend::SqliteFile => "sqlite",
+        Backend::Postgres => "postgresql",
+    };
+    assert_eq!(pool["database"], database);
+    let count = |name: &str| {
+        pool[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {pool}"))
+    };
+    assert!(count("size") >= 1);
+    assert!((1..=count("size")).contains(&count("open")), "{pool}");
+    assert_eq!(count("in_use") + count("idle"), count("open"), "{pool}");
+    assert_eq!(
+        (count("in_use"), count("queries"), count("waiting")),
+        (0, 0, 0),
+        "at rest: {pool}"
+    );
+    assert!(count("opened") >= count("open"), "{pool}");
+    assert_eq!(count("outages"), 0);
+    assert_eq!(pool["reachable"], true);
 }
 
 async fn static_paths_cannot_escape_the_assets(backend: Backend) {

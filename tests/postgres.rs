@@ -811,3 +811,81 @@ async fn a_server_that_refuses_more_connections_is_not_stormed_and_penny_says_wh
     );
     assert!(log.contains("PENNY_POOL_SIZE"), "{log}");
 }
+
+/// The pool view (/api/pool) against PostgreSQL's own count of Penny's connections, at rest and
+/// while searches wait on a lock.
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
+#[tokio::test]
+async fn the_pool_view_matches_pg_stat_activity_under_load() {
+    if !available() {
+        return;
+    }
+    let server = PgServer::shared();
+    let url = loaded_database(server).0;
+    let dbname = dbname(&url).to_owned();
+    let penny = RunningPenny::start(
+        &["--bind", "127.0.0.1:0"],
+        &[("DATABASE_URL", &url), ("PENNY_POOL_SIZE", "4")],
+        None,
+    );
+    let pool = || async {
+        let response = common::get(penny.addr, "/api/pool", &[]).await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.header("cache-control"), "no-store");
+        serde_json::from_str::<serde_json::Value>(&response.body).unwrap()
+    };
+    let connections = |state: &'static str| {
+        let dbname = dbname.clone();
+        tokio::task::spawn_blocking(move || {
+            let count = server.psql(
+                &dbname,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' \
+                     AND application_name = 'penny' AND state LIKE '{state}'"
+                ),
+            );
+            count.parse::<u64>().unwrap()
+        })
+    };
+    for (response, _) in common::get_at_once(penny.addr, "/api/books?author=ker", 8).await {
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let rest = pool().await;
+    assert_eq!(rest["database"], "postgresql");
+    assert_eq!(rest["size"], 4);
+    assert_eq!(rest["reachable"], true);
+    assert_eq!(
+        (rest["in_use"].as_u64(), rest["queries"].as_u64()),
+        (Some(0), Some(0)),
+        "{rest}"
+    );
+    assert_eq!(
+        rest["open"].as_u64(),
+        Some(connections("%").await.unwrap()),
+        "{rest}"
+    );
+    assert!(rest["opened"].as_u64() >= rest["open"].as_u64(), "{rest}");
+
+    // 12 searches held up by a lock: the view shows them, on the connections PostgreSQL has.
+    let lock = TableLock::take(server, &dbname, 3.0);
+    let searches = tokio::spawn(common::get_at_once(penny.addr, "/api/books?author=ker", 12));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busy = pool().await;
+    let active = connections("active").await.unwrap();
+    let all = connections("%").await.unwrap();
+    lock.release(server, &dbname);
+    for (response, _) in searches.await.unwrap() {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    }
+    assert_eq!(busy["queries"], 12, "{busy}");
+    assert_eq!(busy["waiting"], 0, "{busy}");
+    assert_eq!(busy["in_use"].as_u64(), Some(active), "{busy}");
+    assert_eq!(busy["open"].as_u64(), Some(all), "{busy}");
+    assert!(
+        busy["in_use"].as_u64() >= Some(2),
+        "twelve share a few connections: {busy}"
+    );
+}

@@ -652,6 +652,13 @@ async fn server_timing_tells_waiting_for_a_connection_from_the_query() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let waiter = tokio::spawn(common::get(app.addr, "/api/books?author=ker", &[]));
     tokio::time::sleep(Duration::from_millis(400)).await;
+    // The pool view says the same: one connection at work, one request waiting for it.
+    let pool: serde_json::Value = serde_json::from_str(&app.get("/api/pool").await.body).unwrap();
+    assert_eq!(
+        (&pool["in_use"], &pool["queries"], &pool["waiting"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{pool}"
+    );
     release(lock);
     let (holder, waiter) = (holder.await.unwrap(), waiter.await.unwrap());
     assert_eq!(
@@ -669,4 +676,26 @@ async fn server_timing_tells_waiting_for_a_connection_from_the_query() {
         "it waited for the connection: {waited:?}"
     );
     assert!(waited["db"] < 100.0, "{waited:?}");
+}
+
+#[tokio::test]
+async fn the_pool_view_is_on_unless_turned_off() {
+    let on = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    assert_eq!(
+        common::get(on.addr, "/api/pool", &[]).await.status,
+        StatusCode::OK
+    );
+    let off = RunningPenny::start(
+        &["--bind", "127.0.0.1:0"],
+        &[("PENNY_POOL_VIEW", "false")],
+        None,
+    );
+    let response = common::get(off.addr, "/api/pool", &[]).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        common::get(off.addr, "/api/books?author=ker", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
 }

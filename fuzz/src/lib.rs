@@ -378,6 +378,7 @@ static APP: LazyLock<(tokio::runtime::Runtime, App)> = LazyLock::new(|| {
             db,
             clock,
             https_only: false,
+            pool_view: true,
         },
     )
 });

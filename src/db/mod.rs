@@ -349,6 +349,17 @@ impl Db {
         })
     }
 
+    /// The pool as it is now, and what it has done since start: for /api/pool, where a lesson
+    /// can watch it fill up under load. Counts only: nothing here names the database.
+    pub fn pool_status(&self) -> PoolStatus {
+        let mut status = match &self.backend {
+            Backend::Sqlite(db) => db.pool_status(),
+            Backend::Postgres(db) => db.pool_status(),
+        };
+        (status.outages, status.reachable) = self.outages.so_far();
+        status
+    }
+
     /// Asks the database a trivial question about the books table, for /healthz.
     pub async fn ping(&self) -> Result<(), DbError> {
         self.observe(match &self.backend {
@@ -399,6 +410,33 @@ impl Db {
             tokio::time::sleep(every).await;
         }
     }
+}
+
+/// A snapshot of the connection pool (see `Db::pool_status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStatus {
+    /// `postgresql`, `sqlite`, or `bundled demo`.
+    pub database: &'static str,
+    /// The most connections the pool opens (PENNY_POOL_SIZE).
+    pub size: u32,
+    /// Connections open now: `in_use` and `idle`.
+    pub open: u32,
+    /// Open connections that requests are using now.
+    pub in_use: u32,
+    /// Open connections that wait for a request.
+    pub idle: u32,
+    /// Queries running now. On PostgreSQL a connection carries several at once.
+    pub queries: u32,
+    /// Queries waiting for a connection (or for room on one) now.
+    pub waiting: u32,
+    /// Connections opened since Penny started.
+    pub opened: u64,
+    /// Connections closed since Penny started (broken, idle too long, or too old).
+    pub closed: u64,
+    /// Times the database became unavailable since Penny started.
+    pub outages: u64,
+    /// Whether the last query reached the database.
+    pub reachable: bool,
 }
 
 /// What `Db::init_schema` changed.

@@ -4,7 +4,7 @@
 use super::DbError;
 use crate::logging::cause_chain;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The log lines keep the target they had before this module was split out of `db`.
 const TARGET: &str = "penny::db";
@@ -20,6 +20,8 @@ pub(super) struct Outages {
     /// The causes logged during the current outage: each different one is logged once, so a
     /// restart that turns into a refused password says so.
     causes: Mutex<Vec<String>>,
+    /// Outages since start.
+    started: AtomicU64,
 }
 
 impl Outages {
@@ -28,7 +30,16 @@ impl Outages {
         Outages {
             reachable: AtomicBool::new(true),
             causes: Mutex::new(Vec::new()),
+            started: AtomicU64::new(0),
         }
+    }
+
+    /// How many outages there have been, and whether the database is reachable now.
+    pub(super) fn so_far(&self) -> (u64, bool) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.reachable.load(Ordering::Relaxed),
+        )
     }
 
     /// Logs the start and the end of an outage, and each different cause once in between.
@@ -44,6 +55,7 @@ impl Outages {
                 };
                 let cause = cause_chain(cause.as_ref());
                 if self.reachable.swap(false, Ordering::Relaxed) {
+                    self.started.fetch_add(1, Ordering::Relaxed);
                     causes.clear();
                     if matches!(err, DbError::NotSetUp(_)) {
                         tracing::error!(target: TARGET, cause, "the database is not set up for Penny");

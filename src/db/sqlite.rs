@@ -3,7 +3,8 @@
 //! demo, read-only bytes in memory, is queried in place.
 
 use super::{
-    AuthorRange, Book, Cursor, DbError, Position, SCHEMA, SchemaChanges, Timing, synthetic,
+    AuthorRange, Book, Cursor, DbError, PoolStatus, Position, SCHEMA, SchemaChanges, Timing,
+    synthetic,
 };
 use crate::config::PoolConfig;
 use crate::fold::fold;
@@ -14,6 +15,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, TryAcquireError};
 
@@ -78,6 +80,8 @@ pub struct SqliteDb {
     /// for one no longer than the checkout timeout. Closed at shutdown.
     calls: Arc<Semaphore>,
     checkout_timeout: Duration,
+    /// The pool's connections opened and closed, counted by its manager.
+    counts: Arc<Counts>,
 }
 
 impl SqliteDb {
@@ -89,6 +93,7 @@ impl SqliteDb {
         let manager = Manager {
             inner: manager,
             cache_kib: None,
+            counts: Arc::default(),
         };
         let mut db = SqliteDb::start(manager, config, "the bundled database".into(), true).await?;
         db.in_memory = true;
@@ -117,6 +122,7 @@ impl SqliteDb {
         let manager = Manager {
             inner: manager,
             cache_kib: (!create).then_some(CACHE_KIB),
+            counts: Arc::default(),
         };
         SqliteDb::start(manager, config, describe(&path), !create).await
     }
@@ -136,6 +142,7 @@ impl SqliteDb {
             .min_idle(Some(1))
             .test_on_check_out(false)
             .connection_timeout(config.checkout_timeout);
+        let counts = manager.counts.clone();
         tokio::task::spawn_blocking(move || {
             let conn = manager
                 .inner
@@ -149,6 +156,7 @@ impl SqliteDb {
                 in_memory: false,
                 calls: Arc::new(Semaphore::new(size as usize * CALLS_PER_CONNECTION)),
                 checkout_timeout,
+                counts,
             })
         })
         .await
@@ -200,6 +208,32 @@ impl SqliteDb {
         // The hand-offs to the blocking thread and back count as waiting and as the query.
         Timing::add(got - started, got.elapsed());
         result
+    }
+
+    /// See `Db::pool_status`. A call holds a permit while it waits for a connection and while
+    /// it runs; the bundled database's calls that find a connection free skip the permit.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        let in_use = state.connections - state.idle_connections;
+        let permits = self.pool.max_size() as usize * CALLS_PER_CONNECTION;
+        let admitted = permits.saturating_sub(self.calls.available_permits()) as u32;
+        let counts = &self.counts;
+        PoolStatus {
+            database: if self.in_memory {
+                "bundled demo"
+            } else {
+                "sqlite"
+            },
+            size: self.pool.max_size(),
+            open: state.connections,
+            in_use,
+            idle: state.idle_connections,
+            queries: in_use,
+            waiting: admitted.saturating_sub(in_use),
+            opened: counts.opened.load(Ordering::Relaxed),
+            closed: counts.closed.load(Ordering::Relaxed),
+            ..PoolStatus::default()
+        }
     }
 
     /// Waits, up to `limit`, for the calls running on the blocking pool to end, and lets no new
@@ -615,11 +649,20 @@ struct Manager {
     inner: SqliteConnectionManager,
     /// The page cache each connection sets on its first call, if any.
     cache_kib: Option<i64>,
+    counts: Arc<Counts>,
+}
+
+/// Connections opened and closed since start, for `SqliteDb::pool_status`.
+#[derive(Debug, Default)]
+struct Counts {
+    opened: AtomicU64,
+    closed: AtomicU64,
 }
 
 /// A pooled connection, and whether its last statement failed.
 struct Conn {
     connection: Connection,
+    counts: Arc<Counts>,
     failed: bool,
     /// Set on the first call rather than on connect: the pragma reads the file's header, so
     /// on connect it would wait out another process's lock inside the pool's checkout (and
@@ -643,13 +686,22 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.counts.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl ManageConnection for Manager {
     type Connection = Conn;
     type Error = rusqlite::Error;
 
     fn connect(&self) -> Result<Conn, rusqlite::Error> {
+        let connection = self.inner.connect()?;
+        self.counts.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
-            connection: self.inner.connect()?,
+            connection,
+            counts: self.counts.clone(),
             failed: false,
             cache_kib: self.cache_kib,
         })

@@ -324,6 +324,7 @@ impl TestApp {
             db: db.db.clone(),
             clock: penny::clock::Clock::utc(),
             https_only: false,
+            pool_view: true,
         });
         let (shutdown, stop) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, app, options, async {

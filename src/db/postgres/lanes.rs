@@ -39,6 +39,9 @@ pub(super) struct Lanes {
     /// One permit per query that may run: the pool's size times `depth`, first come first
     /// served.
     room: Arc<Semaphore>,
+    /// Queries waiting in line for room now.
+    waiting: AtomicU32,
+    depth: u32,
     spread: u32,
     size: u32,
 }
@@ -85,6 +88,8 @@ impl Lanes {
                 opening: 0,
             }),
             room: Arc::new(Semaphore::new((size * depth) as usize)),
+            waiting: AtomicU32::new(0),
+            depth,
             spread,
             size,
         }
@@ -97,11 +102,37 @@ impl Lanes {
 
     /// The room for one more query, waiting in line for it.
     pub(super) async fn room(&self) -> OwnedSemaphorePermit {
+        /// Counts a query in line while it is (also when its request is dropped).
+        struct InLine<'a>(&'a AtomicU32);
+        impl Drop for InLine<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _in_line = InLine(&self.waiting);
         self.room
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// The most connections the lanes take from the pool: its size.
+    pub(super) fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Queries with room now (running, or waiting for a lane's connection to open), and
+    /// queries waiting for room or for a connection to open.
+    pub(super) fn queries(&self) -> (u32, u32) {
+        let room = (self.size * self.depth) as usize;
+        let holding = room.saturating_sub(self.room.available_permits()) as u32;
+        let opening = self.lock().opening;
+        (
+            holding.saturating_sub(opening),
+            self.waiting.load(Ordering::Relaxed) + opening,
+        )
     }
 
     /// Where the query holding `room` goes; `alone`, only on a lane with no other query.

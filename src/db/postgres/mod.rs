@@ -7,8 +7,8 @@ mod pool;
 mod tls;
 
 use super::{
-    AuthorRange, Book, Cursor, DbError, PAGE_SIZE, Position, SCHEMA, SchemaChanges, Timing,
-    synthetic,
+    AuthorRange, Book, Cursor, DbError, PAGE_SIZE, PoolStatus, Position, SCHEMA, SchemaChanges,
+    Timing, synthetic,
 };
 use crate::config::{PoolConfig, PostgresUrl};
 use crate::fold::fold;
@@ -383,6 +383,28 @@ impl PostgresDb {
             .batch_execute("VACUUM (ANALYZE) books")
             .await
             .map_err(classify)
+    }
+
+    /// See `Db::pool_status`.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        let closed = &state.statistics;
+        let (queries, waiting) = self.lanes.queries();
+        PoolStatus {
+            database: "postgresql",
+            size: self.lanes.size(),
+            open: state.connections,
+            in_use: state.connections - state.idle_connections,
+            idle: state.idle_connections,
+            queries,
+            waiting,
+            opened: closed.connections_created,
+            closed: closed.connections_closed_broken
+                + closed.connections_closed_invalid
+                + closed.connections_closed_max_lifetime
+                + closed.connections_closed_idle_timeout,
+            ..PoolStatus::default()
+        }
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
