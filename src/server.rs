@@ -106,9 +106,9 @@ pub async fn serve(
         let app = app.clone();
         let in_flight = in_flight.clone();
         let service_activity = activity.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
+        let service = service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
-            let request_id = request_id::ensure(req.headers_mut());
+            let request_id = request_id::of(req.headers());
             // Held until the request's future is dropped, also when the client goes away.
             let admitted = in_flight.clone().try_acquire_owned().ok();
             let handling = Handling::start(&service_activity);
@@ -116,9 +116,9 @@ pub async fn serve(
                 let _handling = handling;
                 let started = Instant::now();
                 let mut response = match (check_framing(&req), admitted) {
-                    (Err(err), _) => routes::refused(&app, &req, &err),
-                    (Ok(()), Some(_admitted)) => routes::handle(&app, &req).await,
-                    (Ok(()), None) => routes::overloaded(&app, &req),
+                    (Err(err), _) => routes::refused(&app, &req, &request_id, &err),
+                    (Ok(()), Some(_admitted)) => routes::handle(&app, &req, &request_id).await,
+                    (Ok(()), None) => routes::overloaded(&app, &req, &request_id),
                 };
                 tracing::info!(
                     method = %req.method(),

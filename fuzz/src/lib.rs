@@ -428,7 +428,10 @@ pub fn request(data: &[u8]) {
     }
     let (runtime, app) = &*APP;
     let (parts, body) = runtime.block_on(async {
-        let (parts, body) = routes::handle(app, &request).await.into_parts();
+        let request_id = HeaderValue::from_static("fuzz-request");
+        let (parts, body) = routes::handle(app, &request, &request_id)
+            .await
+            .into_parts();
         let body = body.collect().await.expect("a full body").to_bytes();
         (parts, body)
     });
