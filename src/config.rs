@@ -180,10 +180,10 @@ impl PostgresUrl {
             .or_else(|| lookup("PGSSLROOTCERT").map(PathBuf::from))
             .filter(|path| !path.as_os_str().is_empty() && path.as_os_str() != "system");
         let pgbouncer = pgbouncer.or_else(|| lookup("PENNY_PGBOUNCER"));
-        let pgbouncer = match pgbouncer.as_deref().map(str::trim) {
-            None | Some("" | "0" | "false" | "no" | "off") => false,
-            Some("1" | "true" | "yes" | "on") => true,
-            Some(_) => return Err(ConfigError::BadPgBouncer),
+        let pgbouncer = match pgbouncer.as_deref().map(on_or_off) {
+            None | Some(Ok(None)) => false,
+            Some(Ok(Some(on))) => on,
+            Some(Err(())) => return Err(ConfigError::BadPgBouncer),
         };
         let url = if rest.is_empty() {
             base.to_owned()
@@ -366,20 +366,28 @@ impl Config {
     }
 }
 
-/// A setting that is on or off: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`; `None`
-/// when unset or blank.
+/// A setting that is on or off, from the environment (see `on_or_off`); `None` when unset or
+/// blank.
 fn switch(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
 ) -> Result<Option<bool>, ConfigError> {
-    match lookup(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
-        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(value) => Err(ConfigError::BadSwitch {
-            name,
-            value: value.to_owned(),
-        }),
+    let Some(value) = lookup(name) else {
+        return Ok(None);
+    };
+    on_or_off(&value).map_err(|()| ConfigError::BadSwitch {
+        name,
+        value: value.trim().to_owned(),
+    })
+}
+
+/// `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, spaces aside; `None` when blank.
+fn on_or_off(value: &str) -> Result<Option<bool>, ()> {
+    match value.trim() {
+        "" => Ok(None),
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(()),
     }
 }
 
