@@ -57,8 +57,15 @@ fn route(path: &str) -> Option<Route<'_>> {
 /// Answers one request. Never fails: errors become pages.
 /// `request_id` is the one it is logged with (see `request_id`); a 5xx page shows it.
 pub async fn handle<B>(app: &App, req: &Request<B>, request_id: &HeaderValue) -> Response<Body> {
-    let over_https = app.https_only && forwarded_proto(req.headers()) == Some(Proto::Https);
-    let mut response = match app.https_only.then(|| to_https(req)).flatten() {
+    let proto = if app.https_only {
+        forwarded_proto(req.headers())
+    } else {
+        None
+    };
+    let redirect = (proto == Some(Proto::Http))
+        .then(|| to_https(req))
+        .flatten();
+    let mut response = match redirect {
         Some(redirect) => redirect,
         None => match dispatch(app, req).await {
             Ok(response) => response,
@@ -66,7 +73,7 @@ pub async fn handle<B>(app: &App, req: &Request<B>, request_id: &HeaderValue) ->
         },
     };
     add_security_headers(response.headers_mut());
-    if over_https {
+    if proto == Some(Proto::Https) {
         // Browsers take it only over https: from then on they ask for https themselves.
         response
             .headers_mut()
@@ -79,13 +86,12 @@ pub async fn handle<B>(app: &App, req: &Request<B>, request_id: &HeaderValue) ->
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// The redirect to https for a GET or HEAD that Heroku's router (or a proxy like it) says came
-/// over http: 308, the same host without its port, path and query. `None` for anything else: a
-/// request with no X-Forwarded-Proto (a plain local run), over https already (no loop), to
-/// /healthz (probes use plain http), with another method (it gets its 405), or with a Host
-/// that is not a host name.
+/// over http: 308, the same host without its port, path and query. Only such a request comes
+/// here, so a plain local run (no X-Forwarded-Proto) or one over https already (no loop) never
+/// does. `None` for /healthz (probes use plain http), another method (it gets its 405), or a
+/// Host that is not a host name.
 fn to_https<B>(req: &Request<B>) -> Option<Response<Body>> {
-    if forwarded_proto(req.headers()) != Some(Proto::Http)
-        || req.uri().path() == "/healthz"
+    if req.uri().path() == "/healthz"
         || (req.method() != Method::GET && req.method() != Method::HEAD)
     {
         return None;
