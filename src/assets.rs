@@ -117,7 +117,8 @@ pub fn get(path: &str) -> Option<(&'static Asset, Name)> {
         return None;
     }
     let asset = TABLE.get(format!("{stem}.{extension}").as_str())?;
-    let current = asset.url.ends_with(&format!("{stem}.{hash}.{extension}"));
+    // The URL's hash: between its last two dots.
+    let current = asset.url.rsplit('.').nth(1) == Some(hash);
     Some((
         asset,
         if current {

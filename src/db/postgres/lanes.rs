@@ -123,8 +123,8 @@ impl Lanes {
         self.size
     }
 
-    /// Queries with room now (running, or waiting for a lane's connection to open), and
-    /// queries waiting for room or for a connection to open.
+    /// Queries seated on lanes now (running on the server, or queued there behind another), and
+    /// queries waiting: for room, or for a lane's connection to open.
     pub(super) fn queries(&self) -> (u32, u32) {
         let room = (self.size * self.depth) as usize;
         let holding = room.saturating_sub(self.room.available_permits()) as u32;
