@@ -343,24 +343,21 @@ impl SqliteDb {
     /// See `Db::init_schema`. The lock is SQLite's own: the connection takes the file's
     /// exclusive lock and keeps it (`locking_mode = EXCLUSIVE`) until everything is done, so a
     /// second `penny init-db` waits, then finds nothing left to do.
-    ///
-    /// SQLite answers "busy" at once, without waiting, where waiting could deadlock (a reader
-    /// that wants to write while another writer waits for readers to finish): two `init-db`s
-    /// starting together can meet that way. The whole set-up is then tried again (its
-    /// transactions rolled back), until `INIT_LOCK_TIMEOUT`.
     pub async fn init_schema(&self, reset: bool) -> Result<SchemaChanges, DbError> {
         self.run(move |conn| {
             conn.busy_timeout(INIT_LOCK_TIMEOUT)?;
-            let deadline = std::time::Instant::now() + INIT_LOCK_TIMEOUT;
-            loop {
-                match init_exclusively(conn, reset) {
-                    Err(err) if is_busy(&err) && std::time::Instant::now() < deadline => {
-                        // A thread of the blocking pool, which is there to wait.
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    done => return done,
-                }
-            }
+            // The lock is taken in the normal mode and only then kept: a connection already in
+            // exclusive mode keeps the shared lock it took while it waits for the exclusive
+            // one, so two init-dbs starting together each held what the other waited for,
+            // until the timeout.
+            conn.execute_batch("BEGIN EXCLUSIVE")?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+            conn.execute_batch("COMMIT")?;
+            let changes = init_locked(conn, reset);
+            // Back to normal, also after a failure: the lock goes at the next read.
+            conn.pragma_update(None, "locking_mode", "NORMAL")?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            changes
         })
         .await
     }
@@ -374,35 +371,6 @@ impl SqliteDb {
         })
         .await
     }
-}
-
-/// Takes the file's exclusive lock, sets the schema up, and lets go of the lock.
-fn init_exclusively(conn: &mut Connection, reset: bool) -> Result<SchemaChanges, DbError> {
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
-    let changes = conn
-        .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
-        .map_err(DbError::from)
-        .and_then(|()| init_locked(conn, reset));
-    // Back to normal, also after a failure: the lock goes at the next read.
-    conn.pragma_update(None, "locking_mode", "NORMAL")?;
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-    changes
-}
-
-/// Whether `err` is SQLite's "busy" or "locked".
-fn is_busy(err: &DbError) -> bool {
-    let DbError::Unavailable(cause) = err else {
-        return false;
-    };
-    cause
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(rusqlite::Error::sqlite_error_code)
-        .is_some_and(|code| {
-            matches!(
-                code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            )
-        })
 }
 
 /// The rest of `init_schema`, with the file locked.
