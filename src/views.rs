@@ -151,9 +151,9 @@ fn results_section(results: &Results) -> Markup {
                     tbody {
                         @for book in results.books {
                             tr {
-                                td.isbn { (book.isbn) }
-                                td.author { (book.author) }
-                                td.title { (book.title) }
+                                td.isbn { (Text(&book.isbn)) }
+                                td.author { (Text(&book.author)) }
+                                td.title { (Text(&book.title)) }
                             }
                         }
                     }
@@ -284,6 +284,41 @@ impl Render for Room {
     }
 }
 
+/// Text from the database, escaped as maud escapes it (`&`, `<`, `>` and `"`), a run of plain
+/// characters at a time: maud writes a byte at a time, and on a page of 50 books that was a
+/// sixth of the work of serving it.
+struct Text<'a>(&'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, page: &mut String) {
+        let text = self.0;
+        // Most text has nothing to escape. This look at every byte, with no early exit,
+        // compiles to a few vector instructions per 32 bytes.
+        let special = |byte: u8| matches!(byte, b'&' | b'<' | b'>' | b'"');
+        if !text
+            .bytes()
+            .fold(false, |found, byte| found | special(byte))
+        {
+            page.push_str(text);
+            return;
+        }
+        let mut plain = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            let entity = match byte {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => continue,
+            };
+            page.push_str(&text[plain..at]);
+            page.push_str(entity);
+            plain = at + 1;
+        }
+        page.push_str(&text[plain..]);
+    }
+}
+
 /// `script`: whether the page searches as you type (it has a results region to update).
 fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
     html! {
@@ -376,6 +411,16 @@ mod tests {
             ),
             "{form}"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn database_text_is_escaped_as_maud_escapes_it(text in "(?s).{0,40}|[&<>\"'a é]{0,40}") {
+            proptest::prop_assert_eq!(
+                html! { (Text(&text)) }.into_string(),
+                html! { (text) }.into_string()
+            );
+        }
     }
 
     #[test]
