@@ -67,7 +67,7 @@ pub async fn handle<B>(app: &App, req: &Request<B>, request_id: &HeaderValue) ->
         .flatten();
     let mut response = match redirect {
         Some(redirect) => redirect,
-        None => match dispatch(app, req).await {
+        None => match Timing::record(dispatch(app, req)).await {
             Ok(response) => response,
             Err(err) => error_response(app, req, request_id, &err),
         },
@@ -231,8 +231,11 @@ async fn search_results<B>(app: &App, req: &Request<B>) -> Result<Response<Body>
             return Ok(html(error.status(), page));
         }
     };
-    let (page, timing) = Timing::of(app.db.search_books(&search.author, &search.position)).await;
-    let page = page?;
+    let page = app
+        .db
+        .search_books(&search.author, &search.position)
+        .await?;
+    let timing = Timing::so_far();
     let rendering = Instant::now();
     let links = page_links("/searchresults", &search.author, &page, search.page);
     let offset = (search.page - 1) * PAGE_SIZE as u64;
@@ -258,8 +261,11 @@ async fn search_results<B>(app: &App, req: &Request<B>) -> Result<Response<Body>
 /// finds, or the number Penny stopped counting at when `X-Total-Count-Exact` is `false`.
 async fn api_books<B>(app: &App, req: &Request<B>) -> Result<Response<Body>, AppError> {
     let search = input::search(req.uri().query())?.ok_or(AppError::NoAuthor)?;
-    let (page, timing) = Timing::of(app.db.search_books(&search.author, &search.position)).await;
-    let page = page?;
+    let page = app
+        .db
+        .search_books(&search.author, &search.position)
+        .await?;
+    let timing = Timing::so_far();
     let rendering = Instant::now();
     let body = serde_json::to_vec(&page.books).expect("books serialize to JSON");
     let mut response = json(StatusCode::OK, body);

@@ -2,7 +2,7 @@
 //! running queries on it. The backends add to it as they go; `routes` reads it for the
 //! `Server-Timing` header, which shows it in a browser's developer tools.
 //!
-//! It lives in a task-local value set around the calls of one request (`Timing::of`), so no
+//! It lives in a task-local value set around one request (`Timing::record`), so no
 //! signature between the handler and the query has to carry it, and a call outside such a scope
 //! (a command, a background check) records nothing.
 
@@ -25,14 +25,16 @@ tokio::task_local! {
 }
 
 impl Timing {
-    /// Runs `calls`, and returns what they gave with the database time they took.
-    pub async fn of<T>(calls: impl Future<Output = T>) -> (T, Timing) {
-        CURRENT
-            .scope(Cell::new(Timing::default()), async {
-                let given = calls.await;
-                (given, CURRENT.with(Cell::get))
-            })
-            .await
+    /// Runs `request` with a record of its database time, which `Timing::so_far` reads. The
+    /// request's future is held as it is, not moved into another, so that it is not copied
+    /// again on every poll's way in (a results page's future is several KiB).
+    pub fn record<F: Future>(request: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(Cell::new(Timing::default()), request)
+    }
+
+    /// The database time of the current request so far; zero outside `record`.
+    pub fn so_far() -> Timing {
+        CURRENT.try_with(Cell::get).unwrap_or_default()
     }
 
     /// Adds one call's times to the current request's, if there is one.
@@ -51,12 +53,14 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn calls_within_a_scope_add_up_and_calls_outside_record_nothing() {
+    async fn calls_within_a_record_add_up_and_calls_outside_record_nothing() {
         Timing::add(Duration::from_secs(1), Duration::from_secs(1));
-        let ((), timing) = Timing::of(async {
+        assert_eq!(Timing::so_far(), Timing::default());
+        let timing = Timing::record(async {
             Timing::add(Duration::from_millis(1), Duration::from_millis(2));
             tokio::task::yield_now().await;
             Timing::add(Duration::from_millis(3), Duration::from_millis(4));
+            Timing::so_far()
         })
         .await;
         assert_eq!(
@@ -66,5 +70,6 @@ mod tests {
                 query: Duration::from_millis(6),
             }
         );
+        assert_eq!(Timing::so_far(), Timing::default());
     }
 }

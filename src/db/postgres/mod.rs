@@ -14,7 +14,7 @@ use crate::config::{PoolConfig, PostgresUrl};
 use crate::fold::fold;
 use bb8::{Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use lanes::{Lanes, Place, Seat};
 use pool::{Manager, PoolError, Shared, Sink, classify, connection_lost, statements_not_kept};
 use std::sync::Arc;
@@ -188,23 +188,24 @@ impl PostgresDb {
     /// cancel the query (it may be waiting on a lock that another session holds), the
     /// connection is drained and left out of the pool (see `Seat::give_up`), and the caller gets
     /// `Unavailable`.
-    async fn within_deadline<T>(
-        &self,
-        seat: &Seat<'_>,
+    fn within_deadline<'a, T>(
+        &'a self,
+        seat: &'a Seat<'_>,
         deadline: Instant,
-        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<Result<T, tokio_postgres::Error>, DbError> {
-        match tokio::time::timeout_at(deadline, query).await {
-            Ok(result) => Ok(result),
-            Err(_) => {
+        query: impl Future<Output = Result<T, tokio_postgres::Error>> + 'a,
+    ) -> impl Future<Output = Result<Result<T, tokio_postgres::Error>, DbError>> + 'a {
+        // A combinator, not an `async fn`: that would hold `query` twice, as its argument and
+        // inside the timeout, and every request's future would carry (and copy) both.
+        tokio::time::timeout_at(deadline, query).map(move |answer| {
+            answer.map_err(|_| {
                 seat.give_up(self.tls.clone(), self.query_timeout);
                 let message = format!(
                     "a query ran for longer than {:?} and was cancelled",
                     self.query_timeout
                 );
-                Err(DbError::Unavailable(message.into()))
-            }
-        }
+                DbError::Unavailable(message.into())
+            })
+        })
     }
 
     /// Whether a query that failed with `err` is worth another try, and what the pool learns
@@ -283,7 +284,9 @@ impl PostgresDb {
         let alone = self.shared.unnamed.load(Ordering::Relaxed);
         match self.lanes.place(room, alone) {
             Place::Seat(seat) => Ok(seat),
-            Place::Open(opening) => Ok(opening.open(self.checkout().await?)),
+            // Boxed: opening a lane is rare, and its future is most of a search's size, which
+            // every request's future would otherwise carry (and copy).
+            Place::Open(opening) => Ok(opening.open(Box::pin(self.checkout()).await?)),
         }
     }
 

@@ -72,12 +72,16 @@ impl Conn {
         let client = &self.client;
         let statements = self
             .statements
-            .get_or_try_init(async || {
-                Ok::<_, tokio_postgres::Error>(Statements {
-                    first: client.prepare_typed(FIRST, &FIRST_TYPES).await?,
-                    after: client.prepare_typed(AFTER, &CURSOR_TYPES).await?,
-                    before: client.prepare_typed(BEFORE, &CURSOR_TYPES).await?,
-                    count: client.prepare_typed(COUNT, &CURSOR_TYPES).await?,
+            // Boxed: this runs once per connection, and in place it would make every query's
+            // future as big as four prepares.
+            .get_or_try_init(|| {
+                Box::pin(async {
+                    Ok::<_, tokio_postgres::Error>(Statements {
+                        first: client.prepare_typed(FIRST, &FIRST_TYPES).await?,
+                        after: client.prepare_typed(AFTER, &CURSOR_TYPES).await?,
+                        before: client.prepare_typed(BEFORE, &CURSOR_TYPES).await?,
+                        count: client.prepare_typed(COUNT, &CURSOR_TYPES).await?,
+                    })
                 })
             })
             .await?;
