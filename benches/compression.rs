@@ -67,11 +67,7 @@ fn main() {
 }
 
 fn book(isbn: &str, author: &str, title: &str) -> Book {
-    Book {
-        isbn: isbn.into(),
-        author: author.into(),
-        title: title.into(),
-    }
+    Book::new(isbn, author, title)
 }
 
 fn gzip(page: &str, level: u32) -> Vec<u8> {

@@ -276,7 +276,7 @@ async fn books(author: &str, config: Settings) -> anyhow::Result<()> {
         let page = db.search_books(author, &position).await?;
         let lines = page.books.iter().try_for_each(|book| {
             printed = true;
-            writeln!(out, "{}\t{}\t{}", book.isbn, book.author, book.title)
+            writeln!(out, "{}\t{}\t{}", book.isbn(), book.author(), book.title())
         });
         match (lines, page.next) {
             (Ok(()), Some(last)) => position = Position::After(last),

@@ -151,9 +151,9 @@ fn results_section(results: &Results) -> Markup {
                     tbody {
                         @for book in results.books {
                             tr {
-                                td.isbn { (Text(&book.isbn)) }
-                                td.author { (Text(&book.author)) }
-                                td.title { (Text(&book.title)) }
+                                td.isbn { (Text(book.isbn())) }
+                                td.author { (Text(book.author())) }
+                                td.title { (Text(book.title())) }
                             }
                         }
                     }
@@ -353,11 +353,7 @@ mod tests {
     use super::*;
 
     fn book(author: &str) -> Book {
-        Book {
-            isbn: "1".into(),
-            author: author.into(),
-            title: "<b>Title</b>".into(),
-        }
+        Book::new("1", author, "<b>Title</b>")
     }
 
     fn results<'a>(author: &'a str, books: &'a [Book], links: &'a PageLinks) -> Results<'a> {

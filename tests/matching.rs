@@ -140,15 +140,15 @@ fn model(books: &[Book], prefix: &str) -> Vec<Book> {
     let key = fold(prefix);
     let mut found: Vec<Book> = books
         .iter()
-        .filter(|book| fold(&book.author).starts_with(&key))
+        .filter(|book| fold(book.author()).starts_with(&key))
         .cloned()
         .collect();
     found.sort_by_cached_key(|book| {
         (
-            fold(&book.author),
-            book.author.clone(),
-            book.title.clone(),
-            book.isbn.clone(),
+            fold(book.author()),
+            book.author().to_owned(),
+            book.title().to_owned(),
+            book.isbn().to_owned(),
         )
     });
     found
@@ -187,10 +187,12 @@ fn sqlite_and_postgres_find_the_same_books_for_any_author_and_search() {
             let books: Vec<Book> = names
                 .iter()
                 .enumerate()
-                .map(|(i, name)| Book {
-                    isbn: format!("{tag}{i:03}"),
-                    author: format!("{tag}{name}"),
-                    title: ["", "A", "b", "Z z"][i % 4].to_owned(),
+                .map(|(i, name)| {
+                    Book::new(
+                        &format!("{tag}{i:03}"),
+                        &format!("{tag}{name}"),
+                        ["", "A", "b", "Z z"][i % 4],
+                    )
                 })
                 .collect();
             let mut prefixes = vec![tag.clone()];

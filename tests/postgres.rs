@@ -496,14 +496,13 @@ async fn the_search_is_an_index_scan_on_a_big_postgres_table() {
         "ker", "sed", "knu", "rit", "tho", "pik", "wir", "dij", "hoa", "lam",
     ];
     let books = (0..20_000)
-        .map(|i| Book {
-            isbn: format!("978{i:010}"),
-            author: format!(
+        .map(|i| {
+            let author = format!(
                 "{}{}{i}",
                 syllables[i % 10].to_uppercase(),
                 syllables[(i / 10) % 10]
-            ),
-            title: format!("Volume {i}"),
+            );
+            Book::new(&format!("978{i:010}"), &author, &format!("Volume {i}"))
         })
         .collect();
     db.add_books(books).await.unwrap();
@@ -574,11 +573,7 @@ async fn a_deep_page_of_one_authors_books_starts_at_its_cursor_on_postgres() {
     let db = TestDb::open(&url, &PoolConfig::default()).await;
     let db = &db.db;
     let books = (0..20_000)
-        .map(|i| Book {
-            isbn: format!("{i:06}"),
-            author: "Deep".into(),
-            title: format!("T {i:06}"),
-        })
+        .map(|i| Book::new(&format!("{i:06}"), "Deep", &format!("T {i:06}")))
         .collect();
     db.add_books(books).await.unwrap();
     let dbname = url.rsplit('/').next().unwrap().split('?').next().unwrap();
@@ -640,12 +635,12 @@ async fn load_synthetic_adds_the_same_books_every_time_and_keeps_what_is_there()
         dbname,
         &format!(
             "SELECT author || '|' || author_key FROM books WHERE isbn = '{}'",
-            first.isbn
+            first.isbn()
         ),
     );
     assert_eq!(
         stored,
-        format!("{}|{}", first.author, penny::fold::fold(&first.author))
+        format!("{}|{}", first.author(), penny::fold::fold(first.author()))
     );
 }
 

@@ -82,7 +82,7 @@ async fn search_and_check_tls(server: &PgServer, dbname: &str, url: &str, ssl: &
         .expect("the search works")
         .books;
     assert_eq!(books.len(), 2, "{books:?}");
-    assert!(books.iter().all(|book| book.author == "Kernighan"));
+    assert!(books.iter().all(|book| book.author() == "Kernighan"));
     assert_every_connection(server, dbname, ssl, url);
     drop(db);
 }

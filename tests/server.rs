@@ -182,7 +182,10 @@ async fn the_bundled_database_holds_exactly_what_penny_sql_says() {
         .unwrap()
         .books
         .into_iter()
-        .map(|book| (book.isbn, book.author, book.title))
+        .map(|book| {
+            let (isbn, author, title) = (book.isbn(), book.author(), book.title());
+            (isbn.to_owned(), author.to_owned(), title.to_owned())
+        })
         .collect();
     books.sort();
     let rows: Vec<_> = rows.into_iter().map(|(i, a, t, _)| (i, a, t)).collect();
@@ -254,11 +257,7 @@ async fn a_deep_page_reads_about_a_page_of_rows_not_all_the_matches() {
             }
         };
         let books = (0..20_000)
-            .map(|i| penny::db::Book {
-                isbn: format!("{i:06}"),
-                author: author(i),
-                title: format!("T {i:06}"),
-            })
+            .map(|i| penny::db::Book::new(&format!("{i:06}"), &author(i), &format!("T {i:06}")))
             .collect();
         db.db.add_books(books).await.unwrap();
         let steps = |plan: Vec<String>| -> u64 {

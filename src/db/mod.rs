@@ -17,12 +17,54 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 pub use timing::Timing;
 
-/// A row of the books table, as the pages and the JSON API show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A row of the books table, as the pages and the JSON API show it. Its three values share
+/// one allocation: a page of 50 books makes 50, not 150, and on PostgreSQL's 50-book page the
+/// other 100 were a tenth of the work of serving it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Book {
-    pub isbn: String,
-    pub author: String,
-    pub title: String,
+    /// The ISBN, the author and the title, one after another.
+    text: String,
+    /// Where the author and the title start in `text`.
+    author_at: usize,
+    title_at: usize,
+}
+
+impl Book {
+    pub fn new(isbn: &str, author: &str, title: &str) -> Book {
+        let mut text = String::with_capacity(isbn.len() + author.len() + title.len());
+        text.push_str(isbn);
+        text.push_str(author);
+        text.push_str(title);
+        Book {
+            text,
+            author_at: isbn.len(),
+            title_at: isbn.len() + author.len(),
+        }
+    }
+
+    pub fn isbn(&self) -> &str {
+        &self.text[..self.author_at]
+    }
+
+    pub fn author(&self) -> &str {
+        &self.text[self.author_at..self.title_at]
+    }
+
+    pub fn title(&self) -> &str {
+        &self.text[self.title_at..]
+    }
+}
+
+/// As a JSON object with the three values by name, as the API has always sent it.
+impl Serialize for Book {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut book = serializer.serialize_struct("Book", 3)?;
+        book.serialize_field("isbn", self.isbn())?;
+        book.serialize_field("author", self.author())?;
+        book.serialize_field("title", self.title())?;
+        book.end()
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -89,9 +131,9 @@ impl Cursor {
 impl From<&Book> for Cursor {
     fn from(book: &Book) -> Cursor {
         Cursor {
-            author: book.author.clone(),
-            title: book.title.clone(),
-            isbn: book.isbn.clone(),
+            author: book.author().to_owned(),
+            title: book.title().to_owned(),
+            isbn: book.isbn().to_owned(),
         }
     }
 }
@@ -278,7 +320,7 @@ impl Db {
             let all = AuthorRange::starting_with(prefix);
             let key = self
                 .counts
-                .key((&all, &first.author, &first.title, &first.isbn));
+                .key((&all, first.author(), first.title(), first.isbn()));
             if let Some(count) = self.counts.get(key) {
                 page.remaining = count;
                 return Ok(page);
@@ -515,11 +557,7 @@ mod tests {
 
     fn books(n: usize) -> Vec<Book> {
         (0..n)
-            .map(|i| Book {
-                isbn: format!("{i:03}"),
-                author: "A".into(),
-                title: "T".into(),
-            })
+            .map(|i| Book::new(&format!("{i:03}"), "A", "T"))
             .collect()
     }
 
@@ -539,7 +577,7 @@ mod tests {
         rows.reverse();
         let cursor = Cursor::from(&rows[0]);
         let before = page(rows, &Position::Before(cursor));
-        assert_eq!(before.books.first().unwrap().isbn, "001");
+        assert_eq!(before.books.first().unwrap().isbn(), "001");
         assert_eq!(before.previous.unwrap().isbn, "001");
         assert_eq!(before.next.unwrap().isbn, format!("{PAGE_SIZE:03}"));
     }

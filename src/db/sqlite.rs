@@ -454,8 +454,8 @@ fn insert_books(conn: &mut Connection, books: impl Iterator<Item = Book>) -> Res
              ON CONFLICT DO NOTHING",
         )?;
         for book in books {
-            let key = fold(&book.author);
-            insert.execute(params![book.isbn, book.author, book.title, key])?;
+            let key = fold(book.author());
+            insert.execute(params![book.isbn(), book.author(), book.title(), key])?;
         }
     }
     tx.commit()?;
@@ -498,11 +498,11 @@ fn migration_failed(err: refinery::Error) -> DbError {
 }
 
 fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
-    Ok(Book {
-        isbn: row.get(0)?,
-        author: row.get(1)?,
-        title: row.get(2)?,
-    })
+    Ok(Book::new(
+        row.get_ref(0)?.as_str()?,
+        row.get_ref(1)?.as_str()?,
+        row.get_ref(2)?.as_str()?,
+    ))
 }
 
 fn no_connection(limit: Duration) -> DbError {

@@ -342,11 +342,7 @@ impl TestApp {
     pub async fn add_books(&self, books: &[(&str, &str, &str)]) {
         let books = books
             .iter()
-            .map(|(isbn, author, title)| Book {
-                isbn: isbn.to_string(),
-                author: author.to_string(),
-                title: title.to_string(),
-            })
+            .map(|(isbn, author, title)| Book::new(isbn, author, title))
             .collect();
         secrets::expect(self.db.db.add_books(books).await, "adding books");
     }

@@ -324,10 +324,10 @@ impl PostgresDb {
     }
 
     pub async fn add_books(&self, books: Vec<Book>) -> Result<(), DbError> {
-        let isbns: Vec<&str> = books.iter().map(|book| book.isbn.as_str()).collect();
-        let authors: Vec<&str> = books.iter().map(|book| book.author.as_str()).collect();
-        let titles: Vec<&str> = books.iter().map(|book| book.title.as_str()).collect();
-        let keys: Vec<String> = books.iter().map(|book| fold(&book.author)).collect();
+        let isbns: Vec<&str> = books.iter().map(Book::isbn).collect();
+        let authors: Vec<&str> = books.iter().map(Book::author).collect();
+        let titles: Vec<&str> = books.iter().map(Book::title).collect();
+        let keys: Vec<String> = books.iter().map(|book| fold(book.author())).collect();
         let params = [
             (&isbns as _, Type::TEXT_ARRAY),
             (&authors as _, Type::TEXT_ARRAY),
@@ -362,8 +362,13 @@ impl PostgresDb {
             let end = count.min(index + 10_000);
             for book in (index..end).map(synthetic::book) {
                 // Generated text has no tab, newline or backslash to escape.
-                let key = fold(&book.author);
-                let line = format!("{}\t{}\t{}\t{key}\n", book.isbn, book.author, book.title);
+                let key = fold(book.author());
+                let line = format!(
+                    "{}\t{}\t{}\t{key}\n",
+                    book.isbn(),
+                    book.author(),
+                    book.title()
+                );
                 chunk.push_str(&line);
             }
             sink.send(bytes::Bytes::from(chunk))
@@ -547,11 +552,7 @@ fn migration_failed(err: refinery::Error) -> DbError {
 }
 
 fn book(row: &Row) -> Book {
-    Book {
-        isbn: row.get(0),
-        author: row.get(1),
-        title: row.get(2),
-    }
+    Book::new(row.get(0), row.get(1), row.get(2))
 }
 
 fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
