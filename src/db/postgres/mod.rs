@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tls::tls;
 use tokio::time::Instant;
+use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 // The schema changes since penny.sql's first books table, one file each, applied in order by
@@ -297,8 +297,7 @@ impl PostgresDb {
         range: AuthorRange,
         position: Position,
     ) -> Result<Vec<Book>, DbError> {
-        let rows = with_connection!(self, |conn| conn.search(&range, &position, PAGE_SIZE + 1))?;
-        Ok(rows.iter().map(book).collect())
+        with_connection!(self, |conn| conn.search(&range, &position, PAGE_SIZE + 1))
     }
 
     /// How many books of `range` there are from `from` on (`from` included), up to one more
@@ -549,10 +548,6 @@ async fn set_search_keys(client: &Client) -> Result<u64, DbError> {
 
 fn migration_failed(err: refinery::Error) -> DbError {
     DbError::Query(err.into())
-}
-
-fn book(row: &Row) -> Book {
-    Book::new(row.get(0), row.get(1), row.get(2))
 }
 
 fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
