@@ -409,18 +409,29 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 /// page (or the JSON). Milliseconds, to the microsecond. On by default: it costs a line of
 /// formatting, and says nothing about the database but how long it took.
 fn server_timing(db: Timing, render: Duration) -> HeaderValue {
-    // Whole milliseconds and the microseconds after the point: integers format faster.
-    let ms = |duration: Duration| {
+    let metrics = [
+        ("pool", db.wait, "Waiting for a connection"),
+        ("db", db.query, "Queries"),
+        ("render", render, "Rendering"),
+    ];
+    // Put together by hand, the numbers by itoa: `format!` took 5 % of the demo's page.
+    let mut value = String::with_capacity(128);
+    let mut digits = itoa::Buffer::new();
+    for (name, duration, description) in metrics {
+        if !value.is_empty() {
+            value.push_str(", ");
+        }
         let micros = duration.as_micros();
-        (micros / 1000, micros % 1000)
-    };
-    let ((wait, wait_us), (query, query_us), (render, render_us)) =
-        (ms(db.wait), ms(db.query), ms(render));
-    let value = format!(
-        "pool;dur={wait}.{wait_us:03};desc=\"Waiting for a connection\", \
-         db;dur={query}.{query_us:03};desc=\"Queries\", \
-         render;dur={render}.{render_us:03};desc=\"Rendering\""
-    );
+        value.push_str(name);
+        value.push_str(";dur=");
+        value.push_str(digits.format(micros / 1000));
+        // The microseconds after the point, always three digits: 1000 + 7 is "1007".
+        value.push('.');
+        value.push_str(&digits.format(1000 + micros % 1000)[1..]);
+        value.push_str(";desc=\"");
+        value.push_str(description);
+        value.push('"');
+    }
     HeaderValue::try_from(value).expect("digits and ASCII words are a header value")
 }
 
