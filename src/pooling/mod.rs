@@ -339,15 +339,17 @@ pub async fn one_shared_connection(
 
 /// Penny's pool, as a quiet Penny uses it: the calls one after another through
 /// `Db::search_books`, the very code a search page runs.
+/// (Any `Db`: the benchmarks run it on SQLite too.) `expected` is the books each call must find.
 pub async fn pool_in_a_row(
     db: &Db,
-    target: &Target,
+    author: &str,
+    expected: usize,
     calls: u64,
     stop: &Stop,
     done: &AtomicU64,
 ) -> Measurement {
-    in_a_row(calls, target.expected, stop, done, || async {
-        db.search_books(&target.author, &Position::First)
+    in_a_row(calls, expected, stop, done, || async {
+        db.search_books(author, &Position::First)
             .await
             .map(|page| page.books.len())
             .map_err(|err| one_line(&err))
@@ -360,7 +362,8 @@ pub async fn pool_in_a_row(
 /// size.
 pub async fn pool_from_tasks(
     db: &Db,
-    target: &Target,
+    author: &str,
+    expected: usize,
     calls: u64,
     tasks: u64,
     stop: &Stop,
@@ -370,7 +373,7 @@ pub async fn pool_from_tasks(
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks.max(1))
         .map(|_| {
-            let (db, author, expected) = (db.clone(), target.author.clone(), target.expected);
+            let (db, author) = (db.clone(), author.to_owned());
             let (stop, done, taken) = (stop.clone(), done.clone(), taken.clone());
             tokio::spawn(async move {
                 let mut measured = Measurement::default();
@@ -530,11 +533,12 @@ pub async fn run(
                     db = Some(target.open_pool().await?);
                 }
                 let db = db.as_ref().expect("opened just above");
+                let (author, expected) = (&target.author, target.expected);
                 match row.way {
                     Way::PoolTasks(tasks) => {
-                        pool_from_tasks(db, target, calls, tasks, &row_stop, &done).await
+                        pool_from_tasks(db, author, expected, calls, tasks, &row_stop, &done).await
                     }
-                    _ => pool_in_a_row(db, target, calls, &row_stop, &done).await,
+                    _ => pool_in_a_row(db, author, expected, calls, &row_stop, &done).await,
                 }
             }
         };

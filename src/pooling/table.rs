@@ -10,17 +10,21 @@ pub fn table(report: &Report) -> String {
         1 => "1 book".to_string(),
         n => format!("{n} books"),
     };
-    out.push_str(&format!(
-        "The first page of Penny's search for {:?} ({books}), on {}; Penny's pool holds up to \
-         {} connections.\n",
-        report.author, report.place, report.pool_size
+    out.push_str(&wrap(
+        &format!(
+            "The first page of Penny's search for {:?} ({books}), on {}; Penny's pool holds up \
+             to {} connections.",
+            report.author, report.place, report.pool_size
+        ),
+        "",
     ));
     if report.pgbouncer {
-        out.push_str(
+        out.push_str(&wrap(
             "Through PgBouncer in transaction mode (pgbouncer=true): a new connection is one to \
              PgBouncer, which lends each query one of its own server connections, and no \
-             statement is prepared.\n",
-        );
+             statement is prepared.",
+            "",
+        ));
     }
     out.push('\n');
 
