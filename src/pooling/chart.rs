@@ -17,6 +17,8 @@ const FONT: &str = "sans-serif";
 struct Bar {
     label: String,
     seconds: f64,
+    /// The time written at the bar's end.
+    value: String,
     colour: RGBColor,
 }
 
@@ -37,6 +39,8 @@ fn bars(report: &Report) -> Vec<Bar> {
         bars.push(Bar {
             label: format!("lecture: {what}"),
             seconds,
+            // As the lecture wrote it.
+            value: format!("{seconds:.1} s"),
             colour: LECTURE_BAR,
         });
     };
@@ -49,6 +53,7 @@ fn bars(report: &Report) -> Vec<Bar> {
             bars.push(Bar {
                 label: format!("Penny: {}", row.way.name().trim_start_matches("Penny's ")),
                 seconds,
+                value: human_seconds(seconds),
                 colour: PENNY_BAR,
             });
         }
@@ -130,7 +135,7 @@ fn draw(
         TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     chart.draw_series(bars.iter().enumerate().map(|(index, bar)| {
         Text::new(
-            human_seconds(bar.seconds),
+            bar.value.clone(),
             (bar.seconds * 1.08, SegmentValue::CenterOf(slot(index))),
             value_style.clone(),
         )
@@ -179,6 +184,6 @@ fn range(bars: &[Bar]) -> (f64, f64) {
         .fold(f64::INFINITY, f64::min);
     let longest = bars.iter().map(|bar| bar.seconds).fold(0.0, f64::max);
     let low = 10f64.powf((shortest.max(1e-6) / 2.0).log10().floor());
-    let high = 10f64.powf((longest.max(low) * 8.0).log10().ceil());
+    let high = 10f64.powf((longest.max(low) * 3.0).log10().ceil());
     (low, high)
 }
