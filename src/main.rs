@@ -73,11 +73,12 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
-    /// The lecture's pooling lesson on PostgreSQL (DATABASE_URL): the search's first page
-    /// timed with a new connection per call, on one shared connection, through Penny's pool,
-    /// and through the pool from concurrent tasks; a table beside the lecture's Python figures.
-    /// Read-only, at most PENNY_POOL_SIZE + 1 connections at once, within --budget; Ctrl-C
-    /// prints what it has.
+    /// The lecture's pooling table, timed on the PostgreSQL database DATABASE_URL names.
+    ///
+    /// The search's first page, with a new connection per call, on one shared connection,
+    /// through Penny's pool, and through the pool from concurrent tasks: a table beside the
+    /// lecture's Python figures. Read-only, at most PENNY_POOL_SIZE + 1 connections at once,
+    /// within --budget; Ctrl-C prints the table so far. Exits 0 when every call succeeded.
     Pooling(PoolingArgs),
 }
 

@@ -454,12 +454,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether a row was stopped by Ctrl-C.
+    /// Whether Ctrl-C stopped a row, or came between two (a row never started otherwise).
     pub fn interrupted(&self) -> bool {
-        self.rows.iter().any(|row| {
-            row.measured
-                .as_ref()
-                .is_some_and(|m| m.cut == Some(Cut::Interrupted))
+        self.rows.iter().any(|row| match &row.measured {
+            Some(measured) => measured.cut == Some(Cut::Interrupted),
+            None => true,
         })
     }
 
