@@ -580,17 +580,19 @@ impl Progress {
         done: Arc<AtomicU64>,
     ) -> RowProgress {
         let label = format!("row {index} of {count}, {name}");
+        // Short enough for an 80-column terminal, Heroku's too.
+        let short = format!("{index}/{count} {name}");
         let terminal = self.terminal;
         let task = tokio::spawn(async move {
             let tick = Duration::from_millis(100);
             if terminal {
                 let bar = indicatif::ProgressBar::new(calls).with_style(
                     indicatif::ProgressStyle::with_template(
-                        "{msg}: {bar:30} {human_pos}/{human_len} calls, {elapsed}",
+                        "{msg} {bar:20} {human_pos}/{human_len} {elapsed}",
                     )
                     .expect("the template is valid"),
                 );
-                bar.set_message(label);
+                bar.set_message(short);
                 // Cleared when the row ends, so that the table stands alone.
                 struct Clear(indicatif::ProgressBar);
                 impl Drop for Clear {

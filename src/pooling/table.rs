@@ -334,6 +334,16 @@ mod tests {
     }
 
     #[test]
+    fn a_row_never_started_means_the_run_was_interrupted() {
+        let mut report = report();
+        assert!(report.interrupted(), "the last row never ran");
+        report.rows.pop();
+        assert!(!report.interrupted(), "a budget cut is no interruption");
+        report.rows[0].measured.as_mut().unwrap().cut = Some(Cut::Interrupted);
+        assert!(report.interrupted());
+    }
+
+    #[test]
     fn a_long_note_is_wrapped_under_its_bullet() {
         let text = "word ".repeat(40);
         let wrapped = wrap(&text, "- ");
