@@ -488,3 +488,37 @@ fn the_chart_is_svg_with_a_bar_for_each_row_and_each_of_the_lectures() {
         assert!(texts.contains(&label), "no label {label:?} in {texts:?}");
     }
 }
+
+#[cfg_attr(
+    not(penny_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, brew install postgresql@15, or set PENNY_TEST_PG_BINDIR or PENNY_TEST_DATABASE_URL"
+)]
+#[test]
+fn pooling_connects_with_pennys_tls_as_sslmode_asks() {
+    if !available() || std::env::var_os("PENNY_TEST_DATABASE_URL").is_some() {
+        // An external server's TLS set-up and CA are not the tests' to know.
+        return;
+    }
+    let server = PgServer::shared();
+    let (_, dbname) = loaded_database(server);
+    let ca = server.ca_cert();
+    // The test CA signed the server's certificate for "localhost" only; hostaddr keeps the
+    // connection on 127.0.0.1 whatever else localhost resolves to.
+    let on = |host: &str| {
+        server
+            .url(
+                &dbname,
+                &format!(
+                    "sslmode=verify-full&hostaddr=127.0.0.1&sslrootcert={}",
+                    ca.display()
+                ),
+            )
+            .replacen("@127.0.0.1:", &format!("@{host}:"), 1)
+    };
+    let run = Pooling::start(&on("localhost"), &["--calls", "20", "--tasks", "2"], &[]);
+    let done = run.finish(Duration::from_secs(120));
+    assert!(done.status.success(), "{}{}", done.stdout, done.stderr);
+    // The name checked is the URL's host: 127.0.0.1 is not on the certificate.
+    let output = run_penny(&["pooling"], &[("DATABASE_URL", &on("127.0.0.1"))], None);
+    assert_one_clear_line(&output, &["penny: cannot search", "certificate"]);
+}
