@@ -30,11 +30,13 @@
 
 use penny::config::{DatabaseUrl, PoolConfig};
 use penny::db::{AuthorRange, Db, Position};
+use penny::pooling::{Measurement, Stop, Target};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -297,6 +299,8 @@ fn define_rows(s: &SearchSettings) {
 struct Setup {
     pg_db: Db,
     sqlite_db: Db,
+    /// What lines (a) and (b) connect to, with Penny's own TLS and settings.
+    target: Target,
     pg_config: tokio_postgres::Config,
     range: AuthorRange,
     sql: String,
@@ -308,7 +312,12 @@ struct Setup {
 impl Setup {
     async fn open(s: Arc<SearchSettings>) -> Result<Setup> {
         let pool = pool_config();
-        let pg_db = Db::open(&DatabaseUrl::parse(Some(&s.pg_url))?, &pool).await?;
+        let pg_url = DatabaseUrl::parse(Some(&s.pg_url))?;
+        let DatabaseUrl::Postgres(postgres_url) = &pg_url else {
+            return Err("--pg-url must be a postgres:// URL".into());
+        };
+        let target = Target::check(postgres_url, &pool, &s.prefix).await?;
+        let pg_db = Db::open(&pg_url, &pool).await?;
         let sqlite_db = Db::open(&DatabaseUrl::parse(Some(&s.sqlite_url))?, &pool).await?;
         let first = |db: Db| {
             let prefix = s.prefix.clone();
@@ -329,6 +338,7 @@ impl Setup {
         Ok(Setup {
             pg_db,
             sqlite_db,
+            target,
             pg_config: s.pg_url.parse()?,
             range: AuthorRange::starting_with(&s.prefix),
             sql: first_page_sql()?,
@@ -338,64 +348,37 @@ impl Setup {
     }
 }
 
-/// Lines (a) to (d), one search after the other; returns (c)'s seconds.
+/// Lines (a) to (d), one search after the other, each timed by `penny pooling`'s own code;
+/// returns (c)'s seconds.
 async fn sequential_lines(s: Arc<SearchSettings>, setup: Arc<Setup>) -> Result<f64> {
-    use tokio_postgres::types::Type;
     let n = s.iterations as f64;
-    let Setup {
-        pg_config,
-        range,
-        sql,
-        limit,
-        expected,
-        ..
-    } = &*setup;
-    let expected = *expected;
+    let never = Stop::never();
+    let done = AtomicU64::new(0);
 
-    // (a) connect, query, drop: every call pays the whole handshake (and SCRAM). One round
+    // (a) connect, query, close: every call pays the whole handshake (and SCRAM). One round
     // trip for the query itself, an unnamed statement: a new connection has nothing prepared.
     let calls = s.new_conn_calls;
-    let started = Instant::now();
-    for _ in 0..calls {
-        let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await?;
-        let connection = tokio::spawn(connection);
-        let params = [
-            (&range.from as _, Type::TEXT),
-            (&range.to as _, Type::TEXT),
-            (limit as _, Type::INT8),
-        ];
-        let rows = client.query_typed(sql, &params).await?;
-        check(rows.len(), expected)?;
-        drop(client);
-        connection.await??;
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let measured =
+        penny::pooling::new_connection_each_call(&setup.target, calls, &never, &done).await;
+    let secs = checked(&measured)?;
     report("a", secs * n / calls as f64, calls as f64 / secs);
 
     // (b) one connection, the statement prepared once, as each of Penny's connections does.
-    let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let statement = client
-        .prepare_typed(sql, &[Type::TEXT, Type::TEXT, Type::INT8])
-        .await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&range.from, &range.to, limit];
-    for _ in 0..s.warmup {
-        client.query(&statement, &params).await?;
-    }
-    let started = Instant::now();
-    for _ in 0..s.iterations {
-        let rows = client.query(&statement, &params).await?;
-        check(rows.len(), expected)?;
-    }
-    let secs = started.elapsed().as_secs_f64();
+    // Its warm-up is its first calls: a new connection's are no slower than the rest.
+    let measured = penny::pooling::one_shared_connection(
+        &setup.target,
+        s.warmup + s.iterations,
+        &never,
+        &done,
+    )
+    .await;
+    checked(&measured)?;
+    let secs = measured.seconds_for(s.iterations).unwrap_or_default();
     report("b", secs, n / secs);
-    drop(statement);
-    drop(client);
-    connection.await??;
 
     // (c) and (d): Penny's `Db`.
-    let c_secs = fresh_pool_line("c", s.clone(), expected).await?;
-    let d_secs = sequential(&setup.sqlite_db, &s, expected).await?;
+    let c_secs = fresh_pool_line("c", s.clone(), setup.expected).await?;
+    let d_secs = sequential(&setup.sqlite_db, &s, setup.expected).await?;
     report("d", d_secs, n / d_secs);
     Ok(c_secs)
 }
@@ -437,59 +420,32 @@ fn report(id: &str, secs: f64, rate: f64) {
     value(id, "rate", rate);
 }
 
-fn check(rows: usize, expected: usize) -> Result<()> {
-    if rows == expected {
-        Ok(())
-    } else {
-        Err(format!("a search returned {rows} rows instead of {expected}").into())
+/// A line's seconds, if every call found the books it should.
+fn checked(measured: &Measurement) -> Result<f64> {
+    match &measured.first_error {
+        None => Ok(measured.elapsed.as_secs_f64()),
+        Some(err) => Err(format!("{} searches failed; the first: {err}", measured.failed).into()),
     }
 }
 
 /// `s.iterations` searches in a row through `db`, after a warm-up; the seconds they took.
 async fn sequential(db: &Db, s: &SearchSettings, expected: usize) -> Result<f64> {
-    for _ in 0..s.warmup {
-        db.search_books(&s.prefix, &Position::First).await?;
-    }
-    let started = Instant::now();
-    for _ in 0..s.iterations {
-        let page = db.search_books(&s.prefix, &Position::First).await?;
-        check(page.books.len(), expected)?;
-    }
-    Ok(started.elapsed().as_secs_f64())
+    let (never, done) = (Stop::never(), AtomicU64::new(0));
+    let in_a_row =
+        |calls| penny::pooling::pool_in_a_row(db, &s.prefix, expected, calls, &never, &done);
+    checked(&in_a_row(s.warmup).await)?;
+    checked(&in_a_row(s.iterations).await)
 }
 
 /// `s.iterations` searches spread over `s.tasks` tasks; the seconds until the last is done.
 /// A concurrent warm-up first fills the pool, as pgbench's time leaves out its connecting.
 async fn concurrent(db: &Db, s: &SearchSettings, expected: usize) -> Result<f64> {
-    let run = |per_task: Vec<u64>| async {
-        let handles: Vec<_> = per_task
-            .into_iter()
-            .map(|count| {
-                let db = db.clone();
-                let prefix = s.prefix.clone();
-                tokio::spawn(async move {
-                    for _ in 0..count {
-                        let page = db.search_books(&prefix, &Position::First).await?;
-                        check(page.books.len(), expected)?;
-                    }
-                    Ok::<(), Error>(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await??;
-        }
-        Ok::<(), Error>(())
+    let (never, done) = (Stop::never(), Arc::new(AtomicU64::new(0)));
+    let tasks = |calls| {
+        penny::pooling::pool_from_tasks(db, &s.prefix, expected, calls, s.tasks, &never, &done)
     };
-    let share = |total: u64| -> Vec<u64> {
-        (0..s.tasks)
-            .map(|task| total / s.tasks + u64::from(task < total % s.tasks))
-            .collect()
-    };
-    run(share(s.warmup.max(s.tasks))).await?;
-    let started = Instant::now();
-    run(share(s.iterations)).await?;
-    Ok(started.elapsed().as_secs_f64())
+    checked(&tasks(s.warmup.max(s.tasks)).await)?;
+    checked(&tasks(s.iterations).await)
 }
 
 /// Penny's first-page query, the very SQL it prepares: pgbench must run it, however it changes.

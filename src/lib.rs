@@ -17,6 +17,9 @@
 //! - `db`: `Db`, one arm per backend, with one method per query; `db/sqlite.rs` and
 //!   `db/postgres/` (its queries in `mod.rs`, the pool in `pool.rs`, TLS in `tls.rs`) hold each
 //!   backend's SQL and set-up, and `db/outage.rs` logs when the database goes and comes back.
+//! - `pooling`: `penny pooling`, the lecture's lesson on Penny's own search: a new connection
+//!   per call, one shared connection, Penny's pool, and the pool from concurrent tasks, timed
+//!   (`mod.rs`), printed as a table (`table.rs`) and drawn as a chart (`chart.rs`).
 
 pub mod assets;
 pub mod clock;
@@ -26,6 +29,7 @@ pub mod error;
 pub mod fold;
 pub mod input;
 pub mod logging;
+pub mod pooling;
 pub mod request_id;
 pub mod routes;
 pub mod server;

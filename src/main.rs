@@ -73,6 +73,33 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// The lecture's pooling table, timed on the PostgreSQL database DATABASE_URL names.
+    ///
+    /// The search's first page, with a new connection per call, on one shared connection,
+    /// through Penny's pool, and through the pool from concurrent tasks: a table beside the
+    /// lecture's Python figures. Read-only, at most PENNY_POOL_SIZE + 1 connections at once,
+    /// within --budget; Ctrl-C prints the table so far. Exits 0 when every call succeeded.
+    Pooling(PoolingArgs),
+}
+
+#[derive(Args)]
+struct PoolingArgs {
+    /// Whose books to search for: the start of an author's name.
+    #[arg(long, default_value = "ker")]
+    author: String,
+    /// Calls per row (a new connection per call makes at most 500, its time scaled).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    calls: u64,
+    /// Concurrent tasks sharing the pool in the last row.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tasks: u64,
+    /// The whole run's time, shared among the rows, in seconds (60, 60s, 1.5m); a row that
+    /// runs out makes fewer calls and scales its time.
+    #[arg(long, default_value = "60s", value_parser = penny::pooling::parse_budget)]
+    budget: std::time::Duration,
+    /// Also draw the table as a bar chart into FILE, an SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -120,13 +147,15 @@ fn main() -> ExitCode {
             Some(Command::Books { author }) => books(&author, config).await,
             Some(Command::InitDb { reset }) => init_db(reset, config).await,
             Some(Command::LoadSynthetic { count }) => load_synthetic(count, config).await,
+            Some(Command::Pooling(args)) => return pooling(args, config).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     // Every database call has ended by now (see `serve`); the blocking pool's threads are
     // idle, and are given a moment to end before the process does.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // Not eprintln!: a closed stderr must not turn a failure into a panic.
             let _ = writeln!(std::io::stderr(), "penny: {err:#}");
@@ -256,7 +285,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn books(author: &str, config: Settings) -> anyhow::Result<()> {
+/// The start of an author's name as a search takes it, or why it cannot be one.
+fn checked_author(author: &str) -> anyhow::Result<&str> {
     let author = author.trim();
     anyhow::ensure!(
         !penny::fold::fold(author).is_empty(),
@@ -267,6 +297,11 @@ async fn books(author: &str, config: Settings) -> anyhow::Result<()> {
         "an author name can be at most {} characters long",
         penny::input::MAX_AUTHOR_CHARS
     );
+    Ok(author)
+}
+
+async fn books(author: &str, config: Settings) -> anyhow::Result<()> {
+    let author = checked_author(author)?;
     let config = config?;
     let db = Db::open(&config.database, &config.pool).await?;
     let mut out = std::io::stdout().lock();
@@ -389,4 +424,111 @@ async fn init_db(reset: bool, config: Settings) -> anyhow::Result<()> {
     }
     say!("The database is ready: {place}");
     Ok(())
+}
+
+/// `penny pooling`: exits 0 when every call succeeded, 1 when one failed (or the database
+/// cannot be searched at all), 2 without PostgreSQL, 128 + the signal's number when Ctrl-C or
+/// SIGTERM stopped it (after the table of what it had).
+async fn pooling(args: PoolingArgs, config: Settings) -> anyhow::Result<ExitCode> {
+    use penny::pooling::{Progress, Stop, Target};
+    // First, so that a Ctrl-C at any moment is this command's to handle.
+    let (stop, signal) = interruptions();
+    let author = checked_author(&args.author)?;
+    let config = config?;
+    let DatabaseUrl::Postgres(url) = &config.database else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "penny: `penny pooling` needs PostgreSQL: set DATABASE_URL to a postgres:// URL \
+             (it names {})",
+            config.database.describe()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let stop = Stop::on(stop);
+    let place = url.describe();
+    let checked = tokio::select! {
+        checked = Target::check(url, &config.pool, author) => checked,
+        _ = stop.reached() => return Ok(ExitCode::from(signal.code())),
+    };
+    let target = match checked {
+        Ok(target) => target,
+        Err(err) => {
+            let why = penny::pooling::one_line(&err);
+            let _ = writeln!(std::io::stderr(), "penny: cannot search {place}: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let settings = penny::pooling::Settings {
+        calls: args.calls,
+        tasks: args.tasks,
+        budget: args.budget,
+    };
+    let report = penny::pooling::run(&target, &settings, &stop, &Progress::on_stderr()).await?;
+    say!("{}", penny::pooling::table(&report));
+    if let Some(path) = &args.svg {
+        let svg = penny::pooling::chart_svg(&report).map_err(anyhow::Error::msg)?;
+        std::fs::write(path, svg)
+            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        let _ = writeln!(
+            std::io::stderr(),
+            "penny: the chart is in {}",
+            path.display()
+        );
+    }
+    if report.interrupted() {
+        return Ok(ExitCode::from(signal.code()));
+    }
+    if let Some(first) = report.first_error() {
+        let calls: u64 = report.measured().map(|(_, m)| m.calls).sum();
+        let _ = writeln!(
+            std::io::stderr(),
+            "penny: {} of {} calls failed; the first: {first}",
+            penny::pooling::thousands(report.failed()),
+            penny::pooling::thousands(calls)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which signal stopped `penny pooling`, if one did.
+#[derive(Clone, Default)]
+struct Signal(Arc<std::sync::atomic::AtomicU8>);
+
+impl Signal {
+    /// The exit status for it: 130 for SIGINT, 143 for SIGTERM.
+    fn code(&self) -> u8 {
+        match self.0.load(Ordering::Relaxed) {
+            0 => 130,
+            signal => 128 + signal,
+        }
+    }
+}
+
+/// A switch that turns on at the first SIGINT or SIGTERM, and which of them it was.
+fn interruptions() -> (tokio::sync::watch::Receiver<bool>, Signal) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed at start-up");
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed at start-up");
+    let (switch, stopped) = tokio::sync::watch::channel(false);
+    let which = Signal::default();
+    let seen = which.clone();
+    tokio::spawn(async move {
+        let number = tokio::select! {
+            _ = interrupt.recv() => libc::SIGINT,
+            _ = terminate.recv() => libc::SIGTERM,
+        };
+        seen.0.store(number as u8, Ordering::Relaxed);
+        let _ = switch.send(true);
+        // Later signals are caught too: the table of what was measured is still to come.
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+    });
+    (stopped, which)
 }

@@ -9,6 +9,7 @@ pub mod synthetic;
 mod timing;
 
 pub use postgres::FIRST as POSTGRES_FIRST_PAGE;
+pub use postgres::LoneConnection;
 
 use crate::config::{DatabaseUrl, PoolConfig};
 use crate::fold::fold;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_macros)] // each test binary uses its own part of the harness
 
 pub mod load;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod secrets;
 pub mod tools;

@@ -453,6 +453,89 @@ impl PostgresDb {
     }
 }
 
+/// One PostgreSQL connection of its own, outside any pool, for `penny pooling`: what the
+/// lecture's "new connection per call" and "one global connection" do, with Penny's TLS and
+/// settings. Its only query is the search's first page, read-only.
+pub struct LoneConnection {
+    client: Client,
+    /// The search, prepared once, as each of the pool's connections does; None through
+    /// PgBouncer in transaction mode, where a statement does not last from one query to the
+    /// next, and for a connection opened for one call, which would only pay a round trip more.
+    statement: Option<tokio_postgres::Statement>,
+    /// Drives the connection; ends once the client is dropped and the server told goodbye.
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl LoneConnection {
+    /// Connects to `url` within `connect_timeout` (or the URL's own connect_timeout). With
+    /// `prepare`, the search is prepared for the calls to come (not through PgBouncer).
+    pub async fn open(
+        url: &PostgresUrl,
+        connect_timeout: Duration,
+        prepare: bool,
+    ) -> Result<LoneConnection, DbError> {
+        let limit = url
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(connect_timeout);
+        let connect = url.config.connect(tls(url)?);
+        let (client, connection) = match tokio::time::timeout(limit, connect).await {
+            Ok(connected) => connected.map_err(classify)?,
+            Err(_) => {
+                let message = format!("no connection to the database within {limit:?}");
+                return Err(DbError::Unavailable(message.into()));
+            }
+        };
+        let connection = tokio::spawn(async move {
+            // Its error, if any, is the next query's.
+            let _ = connection.await;
+        });
+        let statement = if prepare && !url.pgbouncer {
+            let prepared = client.prepare_typed(FIRST, &FIRST_TYPES).await;
+            Some(prepared.map_err(classify)?)
+        } else {
+            None
+        };
+        Ok(LoneConnection {
+            client,
+            statement,
+            connection,
+        })
+    }
+
+    /// How many books the first page of the search for `range` shows: the query
+    /// `Db::search_books` runs first, without its count of the books past the page.
+    pub async fn first_page(&self, range: &AuthorRange) -> Result<usize, DbError> {
+        let limit = (PAGE_SIZE + 1) as i64;
+        let rows = match &self.statement {
+            Some(statement) => {
+                let params: [&(dyn ToSql + Sync); 3] = [&range.from, &range.to, &limit];
+                self.client.query(statement, &params).await
+            }
+            None => {
+                let params = search_params(range, &limit, None);
+                self.client.query_typed(FIRST, &params).await
+            }
+        }
+        .map_err(classify)?;
+        Ok(rows.len().min(PAGE_SIZE))
+    }
+
+    /// Closes the connection and waits until it is closed on this side: the server has been
+    /// told, and its process ends with it.
+    pub async fn close(self) {
+        let LoneConnection {
+            client,
+            statement,
+            connection,
+        } = self;
+        drop(statement);
+        drop(client);
+        let _ = connection.await;
+    }
+}
+
 /// The rest of `init_schema`, holding the lock.
 async fn init_locked(client: &mut Client, reset: bool) -> Result<SchemaChanges, DbError> {
     let mut changes = SchemaChanges::default();
