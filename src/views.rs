@@ -4,6 +4,7 @@
 use crate::assets;
 use crate::db::{Book, Count};
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
+use std::sync::LazyLock;
 
 /// Morning before noon, afternoon from noon on, by the clock the pages show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +320,11 @@ impl Render for Text<'_> {
     }
 }
 
+/// The hashed URLs of the assets every page links, looked up once rather than on every page.
+static STYLESHEET: LazyLock<&str> = LazyLock::new(|| assets::url("penny.css"));
+static ICON: LazyLock<&str> = LazyLock::new(|| assets::url("favicon.svg"));
+static SCRIPT: LazyLock<&str> = LazyLock::new(|| assets::url("search.js"));
+
 /// `script`: whether the page searches as you type (it has a results region to update).
 fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
     html! {
@@ -330,11 +336,11 @@ fn layout(title: &str, body: Markup, now: &str, script: bool) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 meta name="description" content=(DESCRIPTION);
-                link rel="stylesheet" href=(assets::url("penny.css"));
+                link rel="stylesheet" href=(*STYLESHEET);
                 link rel="icon" href="/favicon.ico" sizes="32x32";
-                link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
+                link rel="icon" href=(*ICON) type="image/svg+xml";
                 @if script {
-                    script src=(assets::url("search.js")) defer {}
+                    script src=(*SCRIPT) defer {}
                 }
             }
             body {
