@@ -11,7 +11,7 @@ use crate::fold::fold;
 use r2d2::ManageConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::functions::FunctionFlags;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{FromSqlError, ValueRef};
 use rusqlite::{Connection, MAIN_DB, OpenFlags, ToSql, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -498,11 +498,21 @@ fn migration_failed(err: refinery::Error) -> DbError {
 }
 
 fn book(row: &rusqlite::Row<'_>) -> rusqlite::Result<Book> {
-    Ok(Book::new(
-        row.get_ref(0)?.as_str()?,
-        row.get_ref(1)?.as_str()?,
-        row.get_ref(2)?.as_str()?,
-    ))
+    Ok(Book::new(text(row, 0)?, text(row, 1)?, text(row, 2)?))
+}
+
+/// Column `index` of `row` as text borrowed from the row (a `String` each would be copied
+/// again into the book), failing as `Row::get` does: a value of another type is named with
+/// its column, for the log.
+fn text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
+    let value = row.get_ref(index)?;
+    value.as_str().map_err(|err| match err {
+        FromSqlError::InvalidType => {
+            let name = row.as_ref().column_name(index).unwrap_or_default();
+            rusqlite::Error::InvalidColumnType(index, name.into(), value.data_type())
+        }
+        other => rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), other.into()),
+    })
 }
 
 fn no_connection(limit: Duration) -> DbError {
