@@ -20,6 +20,7 @@
 //! - `pooling`: `penny pooling`, the lecture's lesson on Penny's own search: a new connection
 //!   per call, one shared connection, Penny's pool, and the pool from concurrent tasks, timed
 //!   (`mod.rs`), printed as a table (`table.rs`) and drawn as a chart (`chart.rs`).
+//! - `progress`: the progress bar of a command that runs a while.
 
 pub mod assets;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod fold;
 pub mod input;
 pub mod logging;
 pub mod pooling;
+pub mod progress;
 pub mod request_id;
 pub mod routes;
 pub mod server;

@@ -355,25 +355,16 @@ async fn load_synthetic(count: u64, config: Settings) -> anyhow::Result<()> {
 async fn show_progress(count: u64, done: Arc<AtomicU64>) {
     let tick = std::time::Duration::from_millis(100);
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let bar = indicatif::ProgressBar::new(count).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {human_pos}/{human_len} books, {eta} left {msg}",
-            )
-            .expect("the template is valid"),
-        );
         // Cleared when this task is aborted, so the summary line stands alone.
-        struct Clear(indicatif::ProgressBar);
-        impl Drop for Clear {
-            fn drop(&mut self) {
-                self.0.finish_and_clear();
-            }
-        }
-        let bar = Clear(bar);
+        let bar = penny::progress::Bar::new(
+            count,
+            "{bar:40} {human_pos}/{human_len} books, {eta} left {msg}",
+        );
         loop {
             let position = done.load(Ordering::Relaxed);
-            bar.0.set_position(position);
+            bar.set_position(position);
             if position >= count {
-                bar.0.set_message("(now the index and statistics)");
+                bar.set_message("(now the index and statistics)");
             }
             tokio::time::sleep(tick).await;
         }

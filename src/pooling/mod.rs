@@ -586,23 +586,14 @@ impl Progress {
         let task = tokio::spawn(async move {
             let tick = Duration::from_millis(100);
             if terminal {
-                let bar = indicatif::ProgressBar::new(calls).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} {bar:20} {human_pos}/{human_len} {elapsed}",
-                    )
-                    .expect("the template is valid"),
+                // Cleared when the row ends, so that the table stands alone.
+                let bar = crate::progress::Bar::new(
+                    calls,
+                    "{msg} {bar:20} {human_pos}/{human_len} {elapsed}",
                 );
                 bar.set_message(short);
-                // Cleared when the row ends, so that the table stands alone.
-                struct Clear(indicatif::ProgressBar);
-                impl Drop for Clear {
-                    fn drop(&mut self) {
-                        self.0.finish_and_clear();
-                    }
-                }
-                let bar = Clear(bar);
                 loop {
-                    bar.0.set_position(done.load(Ordering::Relaxed));
+                    bar.set_position(done.load(Ordering::Relaxed));
                     tokio::time::sleep(tick).await;
                 }
             } else {
