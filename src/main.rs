@@ -474,8 +474,8 @@ async fn pooling(args: PoolingArgs, config: Settings) -> anyhow::Result<ExitCode
         let _ = writeln!(
             std::io::stderr(),
             "penny: {} of {} calls failed; the first: {first}",
-            penny::pooling::thousands(report.failed()),
-            penny::pooling::thousands(calls)
+            penny::views::Thousands(report.failed()),
+            penny::views::Thousands(calls)
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -240,19 +240,34 @@ impl Render for Books {
     }
 }
 
-/// 16698 as "16,698", written straight into the page: no string of its own.
-struct Thousands(u64);
+/// 16698 as "16,698": on the pages, written straight into the page (no string of its own),
+/// and in `penny pooling`'s table.
+#[derive(Clone, Copy, Debug)]
+pub struct Thousands(pub u64);
+
+impl std::fmt::Display for Thousands {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0);
+        // The first group has one to three digits; every other, three.
+        let mut at = match digits.len() % 3 {
+            0 => 3,
+            short => short,
+        };
+        out.write_str(&digits[..at])?;
+        while at < digits.len() {
+            out.write_str(",")?;
+            out.write_str(&digits[at..at + 3])?;
+            at += 3;
+        }
+        Ok(())
+    }
+}
 
 impl Render for Thousands {
     fn render_to(&self, page: &mut String) {
         use std::fmt::Write;
-        let start = page.len();
-        let _ = write!(page, "{}", self.0);
-        let mut comma = page.len();
-        while comma - start > 3 {
-            comma -= 3;
-            page.insert(comma, ',');
-        }
+        let _ = write!(page, "{self}");
     }
 }
 
@@ -479,6 +494,7 @@ mod tests {
             (0, "0"),
         ] {
             assert_eq!(Thousands(n).render().into_string(), text);
+            assert_eq!(Thousands(n).to_string(), text);
         }
     }
 

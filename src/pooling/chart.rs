@@ -1,7 +1,8 @@
 //! The chart `penny pooling --svg` writes: a bar for each row Penny ran and each of the
 //! lecture's, the time for 10,000 calls on a log scale, readable on a slide.
 
-use super::{LECTURE, LECTURE_CALLS, Report, Way, human_seconds, thousands};
+use super::{LECTURE, LECTURE_CALLS, Report, Way, human_seconds, in_unit};
+use crate::views::Thousands;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -82,7 +83,7 @@ fn draw(
     let count = bars.len();
     let title = format!(
         "The search's first page, {} times: Penny (Rust) and the lecture (Python)",
-        thousands(LECTURE_CALLS)
+        Thousands(LECTURE_CALLS)
     );
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 30))
@@ -105,7 +106,7 @@ fn draw(
     let scaled = if report.calls == LECTURE_CALLS {
         String::new()
     } else {
-        format!("; Penny's scaled from {} calls", thousands(report.calls))
+        format!("; Penny's scaled from {} calls", Thousands(report.calls))
     };
     chart
         .configure_mesh()
@@ -115,7 +116,7 @@ fn draw(
         .x_label_formatter(&seconds)
         .x_desc(format!(
             "time for {} calls (log scale){scaled}",
-            thousands(LECTURE_CALLS)
+            Thousands(LECTURE_CALLS)
         ))
         .label_style((FONT, 20))
         .axis_desc_style((FONT, 22))
@@ -163,13 +164,7 @@ fn draw(
 
 /// A tick of the time axis: 1 s, 10 ms, 100 µs.
 fn tick(seconds: f64) -> String {
-    let (value, unit) = if seconds >= 1.0 {
-        (seconds, "s")
-    } else if seconds >= 1e-3 {
-        (seconds * 1e3, "ms")
-    } else {
-        (seconds * 1e6, "µs")
-    };
+    let (value, unit) = in_unit(seconds);
     let text = format!("{value:.2}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text} {unit}")

@@ -12,6 +12,7 @@ pub use table::table;
 use crate::config::{DatabaseUrl, PoolConfig, PostgresUrl};
 use crate::db::{AuthorRange, Db, DbError, LoneConnection, Position};
 use crate::logging::cause_chain;
+use crate::views::Thousands;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,9 +257,10 @@ impl Target {
     }
 }
 
-/// Runs `call` up to `calls` times, one after another, until `stop`; counts each in `done`.
+/// Runs `call` one after another while `another` gives one more, until `stop`; counts each
+/// in `done`.
 async fn in_a_row<F, Fut>(
-    calls: u64,
+    mut another: impl FnMut() -> bool,
     expected: usize,
     stop: &Stop,
     done: &AtomicU64,
@@ -270,7 +272,7 @@ where
 {
     let mut measured = Measurement::default();
     let started = Instant::now();
-    while measured.calls < calls {
+    while another() {
         if let Some(cut) = stop.now() {
             measured.cut = Some(cut);
             break;
@@ -289,6 +291,24 @@ where
     measured
 }
 
+/// For `in_a_row`: `calls` calls, then no more.
+fn up_to(calls: u64) -> impl FnMut() -> bool {
+    let mut left = calls;
+    move || {
+        let more = left > 0;
+        left = left.saturating_sub(1);
+        more
+    }
+}
+
+/// One call through Penny's pool: `Db::search_books`, the very code a search page runs.
+async fn search_page(db: &Db, author: &str) -> Result<usize, String> {
+    db.search_books(author, &Position::First)
+        .await
+        .map(|page| page.books.len())
+        .map_err(|err| one_line(&err))
+}
+
 /// The lecture's first row: every call connects (TCP, TLS as the URL asks, the password), runs
 /// the query once and closes the connection before the next call. At most one connection is
 /// open at a time.
@@ -298,7 +318,7 @@ pub async fn new_connection_each_call(
     stop: &Stop,
     done: &AtomicU64,
 ) -> Measurement {
-    in_a_row(calls, target.expected, stop, done, || async {
+    in_a_row(up_to(calls), target.expected, stop, done, || async {
         let connection = LoneConnection::open(&target.url, target.connect_timeout(), false)
             .await
             .map_err(|err| one_line(&err))?;
@@ -326,7 +346,7 @@ pub async fn one_shared_connection(
             return failed;
         }
     };
-    let measured = in_a_row(calls, target.expected, stop, done, || async {
+    let measured = in_a_row(up_to(calls), target.expected, stop, done, || async {
         connection
             .first_page(&target.range)
             .await
@@ -348,11 +368,8 @@ pub async fn pool_in_a_row(
     stop: &Stop,
     done: &AtomicU64,
 ) -> Measurement {
-    in_a_row(calls, expected, stop, done, || async {
-        db.search_books(author, &Position::First)
-            .await
-            .map(|page| page.books.len())
-            .map_err(|err| one_line(&err))
+    in_a_row(up_to(calls), expected, stop, done, || {
+        search_page(db, author)
     })
     .await
 }
@@ -376,29 +393,12 @@ pub async fn pool_from_tasks(
             let (db, author) = (db.clone(), author.to_owned());
             let (stop, done, taken) = (stop.clone(), done.clone(), taken.clone());
             tokio::spawn(async move {
-                let mut measured = Measurement::default();
-                loop {
-                    if let Some(cut) = stop.now() {
-                        measured.cut = Some(cut);
-                        break;
-                    }
-                    if taken.fetch_add(1, Ordering::Relaxed) >= calls {
-                        break;
-                    }
-                    tokio::select! {
-                        biased;
-                        cut = stop.reached() => {
-                            measured.cut = Some(cut);
-                            break;
-                        }
-                        page = db.search_books(&author, &Position::First) => {
-                            let answer = page.map(|page| page.books.len());
-                            measured.count(answer.map_err(|err| one_line(&err)), expected);
-                        }
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                measured
+                // Each task takes the next call while there is one left.
+                let another = || taken.fetch_add(1, Ordering::Relaxed) < calls;
+                in_a_row(another, expected, &stop, &done, || {
+                    search_page(&db, &author)
+                })
+                .await
             })
         })
         .collect();
@@ -600,14 +600,14 @@ impl Progress {
                 let say = |line: String| {
                     let _ = writeln!(std::io::stderr(), "penny: {line}");
                 };
-                say(format!("{label}: {} calls", thousands(calls)));
+                say(format!("{label}: {} calls", Thousands(calls)));
                 let mut reported = 0;
                 loop {
                     let calls_done = done.load(Ordering::Relaxed);
                     let tenths = calls_done * 10 / calls.max(1);
                     if tenths > reported && tenths < 10 {
                         reported = tenths;
-                        say(format!("{label}: {} calls made", thousands(calls_done)));
+                        say(format!("{label}: {} calls made", Thousands(calls_done)));
                     }
                     tokio::time::sleep(tick).await;
                 }
@@ -629,28 +629,20 @@ impl RowProgress {
     }
 }
 
-/// 12,345: a whole number with thousands separated.
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// A duration as a person reads it: 236.9 s, 3.20 s, 981 µs, 52.1 µs.
-pub fn human_seconds(seconds: f64) -> String {
-    let (value, unit) = if seconds >= 1.0 {
+/// Seconds in the unit that reads best: (236.9, "s"), (12.3, "ms"), (981.0, "µs").
+fn in_unit(seconds: f64) -> (f64, &'static str) {
+    if seconds >= 1.0 {
         (seconds, "s")
     } else if seconds >= 1e-3 {
         (seconds * 1e3, "ms")
     } else {
         (seconds * 1e6, "µs")
-    };
+    }
+}
+
+/// A duration as a person reads it: 236.9 s, 3.20 s, 981 µs, 52.1 µs.
+pub fn human_seconds(seconds: f64) -> String {
+    let (value, unit) = in_unit(seconds);
     let decimals = if value >= 100.0 {
         0
     } else if value >= 10.0 {
@@ -696,8 +688,6 @@ mod tests {
         assert_eq!(human_seconds(3.2), "3.20 s");
         assert_eq!(human_seconds(0.000_981), "981 µs");
         assert_eq!(human_seconds(0.012_34), "12.3 ms");
-        assert_eq!(thousands(10_000), "10,000");
-        assert_eq!(thousands(999), "999");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The table `penny pooling` prints: Penny's rows beside the lecture's, with what each teaches.
 
-use super::{Cut, LECTURE, LECTURE_CALLS, Report, Way, human_seconds, thousands};
+use super::{Cut, LECTURE, LECTURE_CALLS, Report, Way, human_seconds};
+use crate::views::Thousands;
 
 /// The table in the lecture's shape, then a note on each row cut short or failing, then what
 /// each row teaches. Plain text, for a terminal or a slide.
@@ -47,11 +48,11 @@ pub fn table(report: &Report) -> String {
         match &row.measured {
             Some(measured) if measured.calls > 0 => {
                 cells[1] = if measured.calls == calls {
-                    thousands(calls)
+                    Thousands(calls).to_string()
                 } else {
                     format!(
                         "{} (×{})",
-                        thousands(measured.calls),
+                        Thousands(measured.calls),
                         factor(calls as f64 / measured.calls as f64)
                     )
                 };
@@ -97,8 +98,8 @@ pub fn table(report: &Report) -> String {
         .collect();
     let gap = 2;
     let start = |column: usize| widths[..column].iter().map(|w| w + gap).sum::<usize>();
-    let penny = format!("Penny (Rust), for {} calls", thousands(calls));
-    let lecture = format!("The lecture (Python), {} calls", thousands(LECTURE_CALLS));
+    let penny = format!("Penny (Rust), for {} calls", Thousands(calls));
+    let lecture = format!("The lecture (Python), {} calls", Thousands(LECTURE_CALLS));
     let mut groups = " ".repeat(start(1));
     groups.push_str(&penny);
     let pad = start(5).saturating_sub(groups.chars().count()).max(gap);
@@ -144,12 +145,12 @@ fn notes(report: &Report) -> Vec<String> {
             notes.push(format!("{name}: not run (stopped by Ctrl-C)."));
             continue;
         };
-        let made = thousands(measured.calls);
+        let made = Thousands(measured.calls);
         let scaled = if measured.calls > 0 && measured.calls < calls {
             format!(
                 "; its time is scaled ×{} to {} calls",
                 factor(calls as f64 / measured.calls as f64),
-                thousands(calls)
+                Thousands(calls)
             )
         } else {
             String::new()
@@ -158,11 +159,11 @@ fn notes(report: &Report) -> Vec<String> {
             Some(Cut::Budget) => notes.push(format!(
                 "{name}: cut short at its share of the time budget (--budget), after {made} \
                  of {} calls{scaled}.",
-                thousands(row.planned)
+                Thousands(row.planned)
             )),
             Some(Cut::Interrupted) => notes.push(format!(
                 "{name}: stopped by Ctrl-C after {made} of {} calls{scaled}.",
-                thousands(row.planned)
+                Thousands(row.planned)
             )),
             None if measured.calls < calls => notes.push(format!(
                 "{name}: {made} calls made (a new connection costs the server a process; a few \
@@ -173,7 +174,7 @@ fn notes(report: &Report) -> Vec<String> {
         if measured.failed > 0 {
             notes.push(format!(
                 "{name}: {} of {made} calls failed; the first: {}",
-                thousands(measured.failed),
+                Thousands(measured.failed),
                 measured.first_error.as_deref().unwrap_or("(no message)")
             ));
         }
