@@ -10,8 +10,7 @@ use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -720,31 +719,36 @@ impl Browser {
     }
 }
 
-/// Starts chromedriver on a free port, waits until it listens, and returns it with its URL.
+/// Starts chromedriver on a port it picks itself, and returns it with its URL once it listens.
+///
+/// Picking a free port here and handing it over would race: between our probe and chromedriver's
+/// bind, the port can go to another test's Chromium, which then answers the WebDriver session.
 fn start_chromedriver(program: &Path) -> (KillOnDrop, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(program)
-        .arg(format!("--port={port}"))
+    let mut child = Command::new(program)
+        .arg("--port=0")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    let mut chromedriver = KillOnDrop(child);
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = chromedriver.0.try_wait() {
-            panic!("chromedriver exited before it listened: {status}");
+    let stdout = child.stdout.take().expect("chromedriver's piped stdout");
+    let chromedriver = KillOnDrop(child);
+    // chromedriver says "… started successfully on port N." once it listens. The thread keeps
+    // reading after that, so chromedriver never blocks on a full pipe.
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(port) = line
+                .split_once("started successfully on port ")
+                .and_then(|(_, rest)| rest.trim_end_matches('.').parse::<u16>().ok())
+            {
+                let _ = port_tx.send(port);
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver never listened on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    });
+    let port = port_rx
+        .recv_timeout(PATIENCE)
+        .expect("chromedriver says which port it listens on");
     (chromedriver, format!("http://127.0.0.1:{port}"))
 }
 
