@@ -2,14 +2,29 @@
 //! built into the binary, so that a container with no zone files tells the time of day right.
 //! No TZ: the system's zone, by name; neither: UTC. Nothing here reads a file that TZ names.
 
-use chrono::{Timelike, Utc};
-use chrono_tz::Tz;
+use jiff::Timestamp;
+use jiff::tz::{TimeZone, TimeZoneDatabase};
 use std::cell::RefCell;
 
-/// Where the pages' time of day comes from. Cheap to copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// UTC's other names in the zone database, which the pages show as UTC.
+const UTC_ALIASES: [&str; 7] = [
+    "Etc/UTC",
+    "Etc/UCT",
+    "Etc/Universal",
+    "Etc/Zulu",
+    "UCT",
+    "Universal",
+    "Zulu",
+];
+
+/// Where the pages' time of day comes from. Cheap to clone.
+///
+/// The zone data is jiff's bundled copy of the IANA database: compact bytes, of which only the
+/// zone asked for is read. (A database built as tables of pointers would be relocated at every
+/// start, and hold about 2 MiB of Penny's memory, for zones never used.)
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Clock {
-    zone: Tz,
+    zone: TimeZone,
 }
 
 /// The time as the pages show it, and the hour, for the greeting.
@@ -22,7 +37,9 @@ pub struct Now {
 
 impl Clock {
     pub fn utc() -> Clock {
-        Clock { zone: Tz::UTC }
+        Clock {
+            zone: TimeZone::UTC,
+        }
     }
 
     /// The clock in the zone that TZ (`tz`) names, or the system's when it is unset or empty; a
@@ -36,8 +53,8 @@ impl Clock {
         // is opened: TZ=/dev/zero must not make a page wait on a read that never ends.
         let name = tz.strip_prefix(':').unwrap_or(tz);
         let name = name.rsplit_once("zoneinfo/").map_or(name, |(_, zone)| zone);
-        if let Ok(zone) = name.parse::<Tz>() {
-            return (Clock::in_zone(zone), None);
+        if let Some(clock) = Clock::named(name) {
+            return (clock, None);
         }
         let plausible = tz.len() <= 40
             && tz
@@ -57,62 +74,60 @@ impl Clock {
 
     /// The system's zone by its name (/etc/localtime's link, and the like), or UTC.
     fn system() -> Clock {
-        let zone = iana_time_zone::get_timezone()
+        iana_time_zone::get_timezone()
             .ok()
-            .and_then(|name| name.parse().ok())
-            .unwrap_or(Tz::UTC);
-        Clock::in_zone(zone)
+            .and_then(|name| Clock::named(&name))
+            .unwrap_or_else(Clock::utc)
     }
 
-    /// UTC by any of its names (Etc/UTC, Zulu, …) is UTC, and shown so.
-    fn in_zone(zone: Tz) -> Clock {
-        let utc = matches!(
-            zone,
-            Tz::Etc__UTC
-                | Tz::Etc__UCT
-                | Tz::Etc__Universal
-                | Tz::Etc__Zulu
-                | Tz::UCT
-                | Tz::Universal
-                | Tz::Zulu
-        );
-        Clock {
-            zone: if utc { Tz::UTC } else { zone },
-        }
+    /// The zone of that IANA name, from the bundled database only; UTC by any of its names
+    /// (Etc/UTC, Zulu, …) is UTC, and shown so.
+    fn named(name: &str) -> Option<Clock> {
+        let zone = TimeZoneDatabase::bundled().get(name).ok()?;
+        let utc = zone.iana_name().is_some_and(|name| {
+            UTC_ALIASES
+                .iter()
+                .any(|alias| alias.eq_ignore_ascii_case(name))
+        });
+        Some(Clock {
+            zone: if utc { TimeZone::UTC } else { zone },
+        })
     }
 
     /// The zone's IANA name.
-    pub fn zone_name(&self) -> &'static str {
-        self.zone.name()
+    pub fn zone_name(&self) -> &str {
+        self.zone.iana_name().unwrap_or("UTC")
     }
 
     /// The time now. Formatting costs more than the rest of a page, so each thread does it
     /// once a second per zone.
     pub fn now(&self) -> Now {
         thread_local! {
-            static LAST: RefCell<Option<(i64, Tz, Now)>> = const { RefCell::new(None) };
+            static LAST: RefCell<Option<(i64, TimeZone, Now)>> = const { RefCell::new(None) };
         }
-        let utc = Utc::now();
-        let second = utc.timestamp();
+        let now = Timestamp::now();
+        let second = now.as_second();
         LAST.with_borrow_mut(|last| match last {
-            Some((at, zone, now)) if *at == second && *zone == self.zone => now.clone(),
+            Some((at, zone, shown)) if *at == second && *zone == self.zone => shown.clone(),
             _ => {
-                let now = self.at(utc);
-                *last = Some((second, self.zone, now.clone()));
-                now
+                let shown = self.at(now);
+                *last = Some((second, self.zone.clone(), shown.clone()));
+                shown
             }
         })
     }
 
-    fn at(&self, utc: chrono::DateTime<Utc>) -> Now {
-        let local = utc.with_timezone(&self.zone);
-        let mut text = local.format("%A, %B %-d, %Y, %-I:%M:%S %p %Z").to_string();
-        if self.zone != Tz::UTC {
-            text.push_str(&format!(" ({})", self.zone.name()));
+    fn at(&self, time: Timestamp) -> Now {
+        let local = time.to_zoned_datetime(self.zone.clone());
+        let mut text = local
+            .strftime("%A, %B %-d, %Y, %-I:%M:%S %p %Z")
+            .to_string();
+        if self.zone != TimeZone::UTC {
+            text.push_str(&format!(" ({})", self.zone_name()));
         }
         Now {
             text,
-            hour: local.hour(),
+            hour: local.hour() as u32,
         }
     }
 }
@@ -120,7 +135,6 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     fn clock(tz: &str) -> Clock {
         let (clock, warning) = Clock::from_tz(Some(tz));
@@ -140,11 +154,16 @@ mod tests {
         assert_eq!(clock("UTC").zone_name(), "UTC");
         assert_eq!(clock("Etc/UTC"), Clock::utc(), "an alias of UTC is UTC");
         assert_eq!(clock("EST5EDT").zone_name(), "EST5EDT");
+        assert_eq!(
+            clock("europe/paris").zone_name(),
+            "Europe/Paris",
+            "as the database spells it"
+        );
     }
 
     #[test]
     fn the_text_says_the_zone_and_the_hour_is_the_zones() {
-        let noon_utc = Utc.with_ymd_and_hms(2026, 12, 1, 16, 5, 33).unwrap();
+        let noon_utc: Timestamp = "2026-12-01T16:05:33Z".parse().unwrap();
         let new_york = clock("America/New_York").at(noon_utc);
         assert_eq!(
             new_york.text,
@@ -154,7 +173,7 @@ mod tests {
         let utc = Clock::utc().at(noon_utc);
         assert_eq!(utc.text, "Tuesday, December 1, 2026, 4:05:33 PM UTC");
         assert_eq!(utc.hour, 16);
-        let summer = Utc.with_ymd_and_hms(2026, 7, 1, 16, 0, 0).unwrap();
+        let summer: Timestamp = "2026-07-01T16:00:00Z".parse().unwrap();
         assert!(
             clock("Europe/Paris")
                 .at(summer)

@@ -36,9 +36,9 @@ impl FormatTime for Timestamp {
         SECOND.with_borrow_mut(|(second, text)| {
             if *second != now.as_secs() {
                 *second = now.as_secs();
-                *text = chrono::DateTime::from_timestamp(now.as_secs() as i64, 0)
+                *text = jiff::Timestamp::from_second(now.as_secs() as i64)
                     .unwrap_or_default()
-                    .format("%Y-%m-%dT%H:%M:%S")
+                    .strftime("%Y-%m-%dT%H:%M:%S")
                     .to_string();
             }
             write!(w, "{text}.{:06}Z", now.subsec_micros())
@@ -441,7 +441,7 @@ mod tests {
     fn a_line_has_the_time_the_level_the_message_and_the_fields() {
         let text = line(|| tracing::info!(path = %"/x", status = 200u16, "request"));
         let (time, rest) = text.split_once(' ').unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
         assert!(time.ends_with('Z') && time.len() == 27, "{time}");
         assert!(
             rest.trim_start().ends_with("request path=/x status=200\n"),
@@ -557,7 +557,7 @@ mod tests {
         );
         let notice = text.lines().find(|line| line.contains("dropped")).unwrap();
         let (time, rest) = notice.split_once(' ').unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
         assert!(
             rest.starts_with(" WARN penny::logging: ")
                 && rest.ends_with(" stdout was not being read"),

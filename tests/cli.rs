@@ -457,8 +457,8 @@ async fn tz_sets_the_zone_of_the_clock_and_the_greeting() {
         "{today}"
     );
     // The greeting goes by New York's hour, whatever the machine's zone.
-    let hour =
-        chrono::Timelike::hour(&chrono::Utc::now().with_timezone(&chrono_tz::America::New_York));
+    let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let hour = jiff::Timestamp::now().to_zoned_datetime(new_york).hour();
     let expected = if hour < 12 { "morning" } else { "afternoon" };
     assert_eq!(greeting, expected, "{today}");
     assert!(!penny.stdout().contains("WARN"), "{}", penny.stdout());
