@@ -6,11 +6,12 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /penny
 
-# The dependencies, in a layer of their own: it is rebuilt only when Cargo.toml, Cargo.lock or
-# build.rs change, so a change to src/ alone rebuilds only Penny itself. (benches/ comes along
-# because Cargo.toml names a benchmark in it, and tests/common/tools.rs because build.rs
-# includes it; neither is built into Penny.)
+# The dependencies, in a layer of their own: it is rebuilt only when Cargo.toml, Cargo.lock,
+# .cargo/config.toml or build.rs change, so a change to src/ alone rebuilds only Penny itself.
+# (benches/ comes along because Cargo.toml names a benchmark in it, and tests/common/tools.rs
+# because build.rs includes it; neither is built into Penny.)
 COPY Cargo.toml Cargo.lock build.rs penny.sql ./
+COPY .cargo .cargo
 COPY benches benches
 COPY tests/common/tools.rs tests/common/tools.rs
 RUN mkdir assets src \
