@@ -196,6 +196,7 @@ impl SqliteDb {
         let pool = self.pool.clone();
         let (result, got) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            yield_to_the_runtime_when_woken();
             let mut conn = match pool.get_timeout(wait) {
                 Ok(conn) => conn,
                 Err(_) => return (Err(no_connection(limit)), Instant::now()),
@@ -719,6 +720,29 @@ fn classify(err: rusqlite::Error) -> DbError {
     }
 }
 
+/// Marks the blocking thread a SQLite call runs on as batch work for Linux's scheduler
+/// (SCHED_BATCH), once per thread: woken with a call while an async worker runs on its core, it
+/// waits for the worker's turn to end instead of taking the core at once, so under load the
+/// worker hands over several calls in one switch instead of switching twice per request. A fifth
+/// of Penny's CPU on a SQLite file's 3-book page went to those switches; this made that page
+/// 7-11 % faster (16 and 256 connections, pinned to one core or not) and left the million-book
+/// page as fast, with p99 under 256 connections up to a fifth higher.
+#[cfg(target_os = "linux")]
+fn yield_to_the_runtime_when_woken() {
+    thread_local! {
+        static MARKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !MARKED.replace(true) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` and changes only the calling thread (pid 0).
+        // SCHED_BATCH needs no privilege; were it refused, the thread would stay as it was.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_the_runtime_when_woken() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,6 +774,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache, -CACHE_KIB);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread")]
+    async fn calls_run_on_batch_threads_and_leave_the_async_workers_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
+            .unwrap();
+        let db = SqliteDb::open_file(path, &PoolConfig::default(), false)
+            .await
+            .unwrap();
+        // SAFETY: sched_getscheduler only reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        for _ in 0..3 {
+            let on_the_call = db.run(move |_| Ok(policy())).await.unwrap();
+            assert_eq!(on_the_call, libc::SCHED_BATCH);
+            assert_eq!(policy(), libc::SCHED_OTHER, "the async worker");
+        }
     }
 
     #[tokio::test]
