@@ -758,17 +758,22 @@ mod tests {
         assert!(COUNT.ends_with(&limit), "{COUNT}");
     }
 
-    #[tokio::test]
-    async fn a_file_s_connections_keep_a_small_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A pool on a new file in `dir` with an empty books table.
+    async fn empty_books_file(dir: &tempfile::TempDir) -> SqliteDb {
         let path = dir.path().join("p.sqlite");
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
             .unwrap();
-        let db = SqliteDb::open_file(path, &PoolConfig::default(), false)
+        SqliteDb::open_file(path, &PoolConfig::default(), false)
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_file_s_connections_keep_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = empty_books_file(&dir).await;
         let cache: i64 = db
             .run(|conn| Ok(conn.query_row("PRAGMA cache_size", [], |row| row.get(0))?))
             .await
@@ -780,14 +785,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn calls_run_on_batch_threads_and_leave_the_async_workers_as_they_were() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.sqlite");
-        rusqlite::Connection::open(&path)
-            .unwrap()
-            .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
-            .unwrap();
-        let db = SqliteDb::open_file(path, &PoolConfig::default(), false)
-            .await
-            .unwrap();
+        let db = empty_books_file(&dir).await;
         // SAFETY: sched_getscheduler only reads the calling thread's policy.
         let policy = || unsafe { libc::sched_getscheduler(0) };
         for _ in 0..3 {
