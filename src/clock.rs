@@ -107,8 +107,14 @@ impl Clock {
         }
         let now = Timestamp::now();
         let second = now.as_second();
+        // Zones compared by name: every clock's comes from the one bundled database (or is UTC),
+        // and comparing `TimeZone`s looks each name up in jiff's table of aliases, on every page.
         LAST.with_borrow_mut(|last| match last {
-            Some((at, zone, shown)) if *at == second && *zone == self.zone => shown.clone(),
+            Some((at, zone, shown))
+                if *at == second && zone.iana_name() == self.zone.iana_name() =>
+            {
+                shown.clone()
+            }
             _ => {
                 let shown = self.at(now);
                 *last = Some((second, self.zone.clone(), shown.clone()));
@@ -180,6 +186,17 @@ mod tests {
                 .text
                 .contains("6:00:00 PM CEST")
         );
+    }
+
+    #[test]
+    fn the_time_kept_for_the_second_is_each_zone_s_own() {
+        for _ in 0..2 {
+            for zone in ["America/New_York", "Europe/Paris", "America/New_York"] {
+                let text = clock(zone).now().text;
+                assert!(text.ends_with(&format!(" ({zone})")), "{zone}: {text}");
+            }
+            assert!(Clock::utc().now().text.ends_with(" UTC"));
+        }
     }
 
     #[test]
