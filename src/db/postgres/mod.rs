@@ -16,7 +16,9 @@ use bb8::{Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use futures_util::{FutureExt, SinkExt};
 use lanes::{Lanes, Place, Seat};
-use pool::{Manager, PoolError, Shared, Sink, classify, connection_lost, statements_not_kept};
+use pool::{
+    GENERIC_PLANS, Manager, PoolError, Shared, Sink, classify, connection_lost, statements_not_kept,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -314,11 +316,19 @@ impl PostgresDb {
         position: Position,
     ) -> Result<Vec<String>, DbError> {
         let (sql, cursor) = search_sql(&position);
-        let explain = format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}");
         let limit = (PAGE_SIZE + 1) as i64;
         let key = cursor.map(Cursor::key);
         let params = search_params(&range, &limit, cursor.zip(key.as_ref()));
-        let rows = with_connection!(self, |conn| conn.client.query_typed(&explain, &params))?;
+        let mut values = vec![range.from.clone(), range.to.clone(), limit.to_string()];
+        if let (Some(cursor), Some(key)) = (cursor, key.as_ref()) {
+            values.extend([key, &cursor.author, &cursor.title, &cursor.isbn].map(String::clone));
+        }
+        // E'…' reads the same whatever standard_conforming_strings says.
+        let literals: Vec<String> = values
+            .iter()
+            .map(|value| format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''")))
+            .collect();
+        let rows = with_connection!(self, |conn| conn.explain(sql, &params, &literals))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -492,6 +502,8 @@ impl LoneConnection {
             let _ = connection.await;
         });
         let statement = if prepare && !url.pgbouncer {
+            // Planned once, as on the pool's connections.
+            let _ = client.batch_execute(GENERIC_PLANS).await;
             let prepared = client.prepare_typed(FIRST, &FIRST_TYPES).await;
             Some(prepared.map_err(classify)?)
         } else {
@@ -641,7 +653,7 @@ fn search_sql(position: &Position) -> (&'static str, Option<&Cursor>) {
     }
 }
 
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+pub(super) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// The search's parameters with their types: $1 to $3, and $4 to $7 from the cursor and its
 /// author's search key.

@@ -2,7 +2,9 @@
 //! refuses), the pooled connection with its prepared statements, the state they share, and how a
 //! tokio-postgres error is classified.
 
-use super::{AFTER, BEFORE, COUNT, CURSOR_TYPES, FIRST, FIRST_TYPES, search_params, search_sql};
+use super::{
+    AFTER, BEFORE, COUNT, CURSOR_TYPES, FIRST, FIRST_TYPES, Param, search_params, search_sql,
+};
 use crate::db::{AuthorRange, Book, COUNT_LIMIT, Cursor, DbError, Position};
 use crate::logging::cause_chain;
 use bb8::{ErrorSink, ManageConnection};
@@ -38,6 +40,15 @@ impl Drop for Conn {
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// Penny's statements are each one range scan along one index, the best plan whatever their
+/// values. PostgreSQL would plan every execution of them anew all the same (a "custom plan":
+/// it keeps to those when a generic plan's estimate looks no cheaper), which on a million books
+/// cost it as much CPU as running the search. Told to, it plans each statement once per
+/// connection. Sent only on a connection that prepares statements, which through PgBouncer
+/// (`pgbouncer=true`) none does: there a setting would stay on a server connection that other
+/// clients go on to use.
+pub(super) const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
 
 struct Statements {
     first: Statement,
@@ -78,6 +89,10 @@ impl Conn {
             // future as big as four prepares.
             .get_or_try_init(|| {
                 Box::pin(async {
+                    // PostgreSQL before 12 has no such setting: it goes on planning each query.
+                    let _ = client.batch_execute(GENERIC_PLANS).await;
+                    // One after another: one that cannot be prepared (the table is locked, say)
+                    // fails the query at once.
                     Ok::<_, tokio_postgres::Error>(Statements {
                         first: client.prepare_typed(FIRST, &FIRST_TYPES).await?,
                         after: client.prepare_typed(AFTER, &CURSOR_TYPES).await?,
@@ -88,6 +103,44 @@ impl Conn {
             })
             .await?;
         Ok(Some(statements))
+    }
+
+    /// The plan PostgreSQL runs `sql` with on this connection, as EXPLAIN ANALYZE shows it.
+    /// EXPLAIN of the statement itself would show a plan made for these values; a connection
+    /// that prepares statements runs a generic one (see `GENERIC_PLANS`), so the statement is
+    /// prepared here by name and its execution explained. EXECUTE takes no parameters of the
+    /// query around it: the values come again as `literals`.
+    pub(super) async fn explain(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        literals: &[String],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)";
+        if self.statements().await?.is_none() {
+            return self
+                .client
+                .query_typed(&format!("{EXPLAIN} {sql}"), params)
+                .await;
+        }
+        // Queries share connections: each explain's statement has a name of its own.
+        static EXPLAINED: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "penny_explain_{}",
+            EXPLAINED.fetch_add(1, Ordering::Relaxed)
+        );
+        let types: Vec<&str> = params.iter().map(|(_, ty)| ty.name()).collect();
+        let prepare = format!("PREPARE {name} ({}) AS {sql}", types.join(", "));
+        self.client.batch_execute(&prepare).await?;
+        let explain = format!("{EXPLAIN} EXECUTE {name} ({})", literals.join(", "));
+        let rows = self.client.query(&explain, &[]).await;
+        let deallocated = self
+            .client
+            .batch_execute(&format!("DEALLOCATE {name}"))
+            .await;
+        let rows = rows?;
+        deallocated?;
+        Ok(rows)
     }
 
     pub(super) async fn search(
