@@ -245,6 +245,19 @@ fn executed_statements(server: &PgServer, dbname: &str) -> BTreeMap<String, usiz
     names
 }
 
+/// The statements in `dbname` that changed how the server plans (`plan_cache_mode`).
+fn plan_settings(server: &PgServer, dbname: &str) -> Vec<String> {
+    let tag = format!(" db={dbname} ");
+    server
+        .log()
+        .lines()
+        .filter(|line| line.contains(&tag))
+        .filter_map(|line| line.split_once(" LOG:  statement: ").map(|(_, sql)| sql))
+        .filter(|sql| sql.contains("plan_cache_mode"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Runs `searches` searches for "ker" on `penny`, each answered with both Kernighans.
 async fn search_kernighan(penny: &RunningPenny, searches: usize) {
     for _ in 0..searches {
@@ -289,6 +302,8 @@ async fn named_statements_are_kept_off_the_pgbouncer_path() {
         ["<unnamed>"],
         "every statement executed through PgBouncer, by name"
     );
+    // Nothing is set on a session that PgBouncer hands on to other clients.
+    assert_eq!(plan_settings(server, &via_bouncer), Vec::<String>::new());
     assert_eq!(complaints(&penny), Vec::<String>::new());
 
     // Directly: one connection prepares the search once, as a named statement, and reuses it.
@@ -313,6 +328,11 @@ async fn named_statements_are_kept_off_the_pgbouncer_path() {
         searches,
         vec![name.clone(); SEARCHES],
         "the direct searches reuse one prepared statement"
+    );
+    // The one connection is told once to plan the statement once.
+    assert_eq!(
+        plan_settings(server, &direct),
+        ["SET plan_cache_mode = force_generic_plan"]
     );
     assert_eq!(complaints(&penny), Vec::<String>::new());
 }

@@ -320,7 +320,7 @@ impl PostgresDb {
         let key = cursor.map(Cursor::key);
         let params = search_params(&range, &limit, cursor.zip(key.as_ref()));
         let mut values = vec![range.from.clone(), range.to.clone(), limit.to_string()];
-        if let (Some(cursor), Some(key)) = (cursor, key.as_ref()) {
+        if let Some((cursor, key)) = cursor.zip(key.as_ref()) {
             values.extend([key, &cursor.author, &cursor.title, &cursor.isbn].map(String::clone));
         }
         // E'…' reads the same whatever standard_conforming_strings says.
