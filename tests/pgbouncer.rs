@@ -212,17 +212,25 @@ struct Sample {
     samples: usize,
 }
 
+/// What the server logged for `dbname` after ` LOG:  {what}`, line by line, in order.
+fn logged(server: &PgServer, dbname: &str, what: &str) -> Vec<String> {
+    let tag = format!(" db={dbname} ");
+    let marker = format!(" LOG:  {what}");
+    server
+        .log()
+        .lines()
+        .filter(|line| line.contains(&tag))
+        .filter_map(|line| line.split_once(&marker).map(|(_, rest)| rest.to_string()))
+        .collect()
+}
+
 /// The statement names of the searches the server executed in `dbname`, in order, from its
 /// log (`execute <unnamed>: SELECT …` or `execute s3: SELECT …`), once at least `at_least`
 /// are there (or after 5 s).
 fn executed_searches(server: &PgServer, dbname: &str, at_least: usize) -> Vec<String> {
-    let tag = format!(" db={dbname} ");
     let searches = || -> Vec<String> {
-        server
-            .log()
-            .lines()
-            .filter(|line| line.contains(&tag))
-            .filter_map(|line| line.split_once(" LOG:  execute ").map(|(_, rest)| rest))
+        logged(server, dbname, "execute ")
+            .iter()
             .filter_map(|rest| rest.split_once(": "))
             .filter(|(_, sql)| sql.starts_with("SELECT coalesce(isbn, ''), coalesce(author, '')"))
             .map(|(name, _)| name.to_string())
@@ -234,28 +242,21 @@ fn executed_searches(server: &PgServer, dbname: &str, at_least: usize) -> Vec<St
 
 /// Every statement the server executed in `dbname` through the extended protocol, by name.
 fn executed_statements(server: &PgServer, dbname: &str) -> BTreeMap<String, usize> {
-    let tag = format!(" db={dbname} ");
     let mut names = BTreeMap::new();
-    for line in server.log().lines().filter(|line| line.contains(&tag)) {
-        if let Some((_, rest)) = line.split_once(" LOG:  execute ") {
-            let name = rest.split_once(": ").map_or(rest, |(name, _)| name);
-            *names.entry(name.to_string()).or_insert(0) += 1;
-        }
+    for rest in logged(server, dbname, "execute ") {
+        let name = rest
+            .split_once(": ")
+            .map_or(rest.as_str(), |(name, _)| name);
+        *names.entry(name.to_string()).or_insert(0) += 1;
     }
     names
 }
 
 /// The statements in `dbname` that changed how the server plans (`plan_cache_mode`).
 fn plan_settings(server: &PgServer, dbname: &str) -> Vec<String> {
-    let tag = format!(" db={dbname} ");
-    server
-        .log()
-        .lines()
-        .filter(|line| line.contains(&tag))
-        .filter_map(|line| line.split_once(" LOG:  statement: ").map(|(_, sql)| sql))
-        .filter(|sql| sql.contains("plan_cache_mode"))
-        .map(str::to_string)
-        .collect()
+    let mut settings = logged(server, dbname, "statement: ");
+    settings.retain(|sql| sql.contains("plan_cache_mode"));
+    settings
 }
 
 /// Runs `searches` searches for "ker" on `penny`, each answered with both Kernighans.
