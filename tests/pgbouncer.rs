@@ -80,6 +80,15 @@ async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
     let bouncer = PgBouncer::start(server.port);
     let dbname = server.create_database();
     init_db(&server.url(&dbname, "sslmode=disable"));
+    // init-db's own connection is closed, but its server process may still be on its way
+    // out: the count of backends below must start from PgBouncer's alone.
+    let backends = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'");
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .psql("postgres", &backends)
+            == "0"),
+        "init-db's connection to {dbname} ended"
+    );
     let url = bouncer.url(&dbname, "pgbouncer=true&sslmode=disable");
     let pennies = [start_penny(&url, "5"), start_penny(&url, "5")];
     let addrs = [pennies[0].addr, pennies[1].addr];
@@ -88,13 +97,11 @@ async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
     let done = Arc::new(AtomicBool::new(false));
     let sampler = std::thread::spawn({
         let (done, dbname, port) = (done.clone(), dbname.clone(), bouncer.port);
+        let count_backends = backends.clone();
         move || {
             let mut most = Sample::default();
             loop {
-                let backends = PgServer::shared().psql(
-                    "postgres",
-                    &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'"),
-                );
+                let backends = PgServer::shared().psql("postgres", &count_backends);
                 let (clients, servers) = pool(port, &dbname);
                 most.backends = most.backends.max(backends.parse().unwrap());
                 most.clients = most.clients.max(clients);
@@ -160,13 +167,7 @@ async fn two_pennies_share_one_pgbouncer_in_transaction_mode_without_errors() {
     // SERVER_POOL server connections, as the server, PgBouncer's log and its console all say.
     let (most_open, opened) = bouncer.server_connections(&dbname);
     let (clients, servers) = bouncer.pool(&dbname);
-    let backends: usize = server
-        .psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'"),
-        )
-        .parse()
-        .unwrap();
+    let backends: usize = server.psql("postgres", &backends).parse().unwrap();
     eprintln!(
         "{} requests through 2 pennies and PgBouncer in {elapsed:?}, all right. \
          Sampled {} times: at most {} backends, {} PgBouncer clients, {} PgBouncer server \
