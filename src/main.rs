@@ -118,7 +118,7 @@ macro_rules! say {
 }
 
 /// Threads for blocking work beyond one per pooled connection: SQLite's calls run on the
-/// blocking pool, and a thread more than the pool has connections would only wait there for one.
+/// blocking pool, on one thread per connection at most (see `db/sqlite/queue.rs`).
 /// tokio's default allows 512; under 256 connections Penny ran 80, each with its own stack and
 /// glibc arena, for no more requests a second.
 const SPARE_BLOCKING_THREADS: usize = 4;

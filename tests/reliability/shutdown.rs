@@ -183,8 +183,8 @@ async fn shutdown_waits_for_sqlite_calls_whose_clients_left_and_exits_zero_every
 async fn hundreds_of_clients_on_a_locked_sqlite_file_are_answered_within_the_timeouts_on_few_threads()
  {
     // Checkout 1 s, query (the wait for the lock) 2 s: every request is answered within about
-    // 3 s, whatever the number of clients, and the calls waiting on threads of their own are
-    // bounded by the pool's size (four per connection).
+    // 3 s, whatever the number of clients, and the threads running calls are bounded by the
+    // pool's size (one per connection).
     let file = SqliteFile::create();
     let penny = serve(&[
         ("DATABASE_URL", &file.url),
@@ -225,6 +225,6 @@ async fn hundreds_of_clients_on_a_locked_sqlite_file_are_answered_within_the_tim
             "answered within the checkout and query timeouts: {sample:?}"
         );
     }
-    // Four calls per pooled connection (40), tokio's workers and a few more of Penny's own.
+    // One thread per pooled connection, tokio's workers (one per core) and a few of Penny's own.
     assert!(most_threads <= 64, "{most_threads} threads");
 }
