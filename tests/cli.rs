@@ -328,6 +328,41 @@ async fn each_request_is_logged_with_method_path_status_and_request_id() {
     );
 }
 
+/// How many times Penny's log writer thread has gone to sleep and been woken so far.
+#[cfg(target_os = "linux")]
+fn log_writer_wake_ups(pid: u32) -> u64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if name.trim() == "penny-log" {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+            return status
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no switch count in {status}"));
+        }
+    }
+    panic!("Penny {pid} has no penny-log thread");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_log_writer_sleeps_while_there_is_nothing_to_log_and_a_line_still_comes_out() {
+    let penny = RunningPenny::start(&["--bind", "127.0.0.1:0"], &[], None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = log_writer_wake_ups(penny.child.id());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = log_writer_wake_ups(penny.child.id()) - before;
+    // Looking for lines every 5 ms, it woke about 200 times a second.
+    assert!(idle <= 5, "{idle} wake-ups in a second with nothing to log");
+    common::get(penny.addr, "/nope", &[]).await;
+    let log = penny.wait_for_log("path=/nope", Duration::from_secs(5));
+    assert!(log.contains("status=404"), "{log}");
+}
+
 #[tokio::test]
 async fn a_database_error_logs_the_cause_and_shows_only_a_generic_page() {
     let dir = tempfile::tempdir().unwrap();
