@@ -776,22 +776,35 @@ mod tests {
         assert!(COUNT.ends_with(&limit), "{COUNT}");
     }
 
-    /// A pool on a new file in `dir` with an empty books table.
-    async fn empty_books_file(dir: &tempfile::TempDir) -> SqliteDb {
-        let path = dir.path().join("p.sqlite");
-        rusqlite::Connection::open(&path)
-            .unwrap()
+    /// The file `empty_books_file` makes in `dir`.
+    pub(super) fn books_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("p.sqlite")
+    }
+
+    /// A pool set up by `config` on a new file in `dir` (in WAL mode with `wal`) with an empty
+    /// books table.
+    pub(super) async fn empty_books_file(
+        dir: &tempfile::TempDir,
+        config: &PoolConfig,
+        wal: bool,
+    ) -> SqliteDb {
+        let path = books_path(dir);
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        if wal {
+            setup
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .unwrap();
+        }
+        setup
             .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
             .unwrap();
-        SqliteDb::open_file(path, &PoolConfig::default(), false)
-            .await
-            .unwrap()
+        SqliteDb::open_file(path, config, false).await.unwrap()
     }
 
     #[tokio::test]
     async fn a_file_s_connections_keep_a_small_page_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let db = empty_books_file(&dir).await;
+        let db = empty_books_file(&dir, &PoolConfig::default(), false).await;
         let cache: i64 = db
             .run(|conn| Ok(conn.query_row("PRAGMA cache_size", [], |row| row.get(0))?))
             .await
@@ -803,7 +816,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn calls_run_on_batch_threads_and_leave_the_async_workers_as_they_were() {
         let dir = tempfile::tempdir().unwrap();
-        let db = empty_books_file(&dir).await;
+        let db = empty_books_file(&dir, &PoolConfig::default(), false).await;
         // SAFETY: sched_getscheduler only reads the calling thread's policy.
         let policy = || unsafe { libc::sched_getscheduler(0) };
         for _ in 0..3 {

@@ -280,6 +280,7 @@ fn end_transaction(conn: &mut Conn) {
 #[cfg(test)]
 mod tests {
     use super::super::SqliteDb;
+    use super::super::tests::{books_path, empty_books_file};
     use crate::config::PoolConfig;
     use crate::db::DbError;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -294,22 +295,12 @@ mod tests {
         checkout_timeout: Duration,
         wal: bool,
     ) -> SqliteDb {
-        let path = dir.path().join("q.sqlite");
-        let setup = rusqlite::Connection::open(&path).unwrap();
-        if wal {
-            setup
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .unwrap();
-        }
-        setup
-            .execute_batch("CREATE TABLE books (isbn, author, title, author_key)")
-            .unwrap();
         let config = PoolConfig {
             size: 1,
             checkout_timeout,
             ..PoolConfig::default()
         };
-        SqliteDb::open_file(path, &config, false).await.unwrap()
+        empty_books_file(dir, &config, wal).await
     }
 
     /// Waits until `ready` holds, for up to 5 s.
@@ -372,7 +363,7 @@ mod tests {
         assert!(!write.await.unwrap(), "the write");
         // Answered once the transaction has ended and the connection is back in the pool.
         assert_eq!(db.pool_status().in_use, 0);
-        let other = rusqlite::Connection::open(dir.path().join("q.sqlite")).unwrap();
+        let other = rusqlite::Connection::open(books_path(&dir)).unwrap();
         other.busy_timeout(Duration::ZERO).unwrap();
         other.execute_batch("BEGIN EXCLUSIVE; COMMIT").unwrap();
         let alone = db.read(|conn| Ok(!conn.is_autocommit())).await.unwrap();
@@ -410,7 +401,7 @@ mod tests {
             .unwrap();
 
         // With the first two reads' transaction open, a book is added and a third read asked.
-        let writer = rusqlite::Connection::open(dir.path().join("q.sqlite")).unwrap();
+        let writer = rusqlite::Connection::open(books_path(&dir)).unwrap();
         writer
             .execute("INSERT INTO books VALUES ('1', 'Ann', 'A', 'ann')", [])
             .unwrap();
